@@ -1,0 +1,1 @@
+"""tripleo-image-elements: build Heat-driven OpenStack images from DIB elements."""

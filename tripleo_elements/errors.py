@@ -1,0 +1,82 @@
+"""The one error hierarchy of the project.
+
+Every user-facing failure is a :class:`TieError` carrying a one-line
+``message`` (naming the file or the element chain involved), a ``hint``
+(what to do about it) and a stable ``ref`` code.  Only ``cli.main`` turns
+them into exit codes; library code raises and never exits.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class TieError(Exception):
+    """Base error: bad input detected before anything slow was started."""
+
+    ref = "tie-error"
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def render(self) -> str:
+        """The one-line message (plus hint) printed by the CLI."""
+        text = f"error[{self.ref}]: {self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+class UsageError(TieError):
+    ref = "usage"
+
+
+class ElementsPathError(TieError):
+    ref = "elements-path"
+
+
+class ElementFormatError(TieError):
+    ref = "element-format"
+
+
+class ElementNotFound(TieError):
+    ref = "element-not-found"
+
+
+class ProvidedTwice(TieError):
+    ref = "provided-twice"
+
+
+class RequestedButProvided(TieError):
+    ref = "requested-but-provided"
+
+
+class MissingOperatingSystem(TieError):
+    ref = "no-operating-system"
+
+
+class HookCollision(TieError):
+    ref = "hook-collision"
+
+
+class HostToolsMissing(TieError):
+    ref = "host-tools-missing"
+
+
+class UnsupportedRelease(TieError):
+    ref = "unsupported-release"
+
+
+class BuildFailed(TieError):
+    """The build itself ran and failed (exit 1, not bad input)."""
+
+    ref = "build-failed"
+    exit_code = EXIT_FAILED
