@@ -1,0 +1,326 @@
+"""Resolve a request into the set of elements of an image.
+
+Same inputs, same element set as diskimage-builder's resolver wherever
+DIB's answer is well defined, with three differences:
+
+* the result is deterministic (independent of hash seed and request order):
+  a name that a selected element provides is never expanded as an element
+  of its own, whatever order things are seen in;
+* every error names the element chain that led to it and the files
+  involved, with a hint;
+* the block-device choice DIB makes in bash for ``vm`` is part of the
+  graph (a ``default`` edge), so ``graph`` and ``why`` show it.
+
+The graph is a :class:`networkx.DiGraph` whose nodes are element names and
+virtual names; edges carry ``kind``: ``depends`` (element-deps),
+``provides`` (virtual name -> providing element) or ``default`` (a default
+provider chosen for a virtual name nobody selected provides).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import networkx as nx
+
+from tripleo_elements import errors
+from tripleo_elements.discovery import ElementIndex
+from tripleo_elements.element import OPERATING_SYSTEM
+
+DEPENDS = "depends"
+PROVIDES = "provides"
+DEFAULT = "default"
+
+
+def _block_device_default(arch: str) -> str:
+    # DIB's disk-image-create adds these for "vm" when the request names no
+    # block-device-* element (common-functions: _arg_defaults_hack).
+    return "block-device-efi" if arch in ("arm64", "aarch64") \
+        else "block-device-mbr"
+
+
+#: Virtual name -> function(arch) giving the element chosen when something
+#: needs the name and nothing selected provides it.
+DEFAULT_PROVIDERS: Mapping[str, Callable[[str], str]] = {
+    "block-device": _block_device_default,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """The outcome of resolving a request against an :class:`ElementIndex`.
+
+    ``elements`` is sorted; ``sources`` maps each to its directory;
+    ``virtual`` maps each provided name in play to its provider;
+    ``defaults`` lists ``(virtual, chosen element)`` pairs added by
+    :data:`DEFAULT_PROVIDERS`.
+    """
+
+    requested: tuple[str, ...]
+    elements: tuple[str, ...]
+    sources: Mapping[str, Path]
+    virtual: Mapping[str, str]
+    defaults: tuple[tuple[str, str], ...]
+    graph: nx.DiGraph = dataclasses.field(compare=False, repr=False)
+
+    def cycles(self) -> list[list[str]]:
+        """Dependency cycles among the resolved elements (sorted)."""
+        found = []
+        for cycle in nx.simple_cycles(self.graph):
+            start = cycle.index(min(cycle))
+            found.append(cycle[start:] + cycle[:start])
+        return sorted(found)
+
+    def why(self, target: str, limit: int = 100) -> list[list[str]]:
+        """Every chain from a requested element to ``target`` (sorted)."""
+        if target not in self.graph:
+            return []
+        chains: list[list[str]] = []
+        for root in self.requested:
+            if root == target:
+                chains.append([root])
+                continue
+            for path in nx.all_simple_paths(self.graph, root, target):
+                chains.append(path)
+                if len(chains) >= limit:
+                    return sorted(chains)
+        return sorted(chains)
+
+
+def _chain(parents: Mapping[str, str | None], name: str) -> list[str]:
+    chain = [name]
+    seen = {name}
+    while parents.get(chain[-1]) is not None:
+        parent = parents[chain[-1]]
+        assert parent is not None
+        if parent in seen:
+            break
+        seen.add(parent)
+        chain.append(parent)
+    return list(reversed(chain))
+
+
+def _arrow(chain: Sequence[str]) -> str:
+    return " -> ".join(chain)
+
+
+def resolve(index: ElementIndex, requested: Sequence[str],
+            arch: str = "amd64") -> Resolution:
+    """Resolve ``requested`` element names into the image's element set.
+
+    Raises :class:`errors.ElementNotFound`, :class:`errors.ProvidedTwice`,
+    :class:`errors.RequestedButProvided` or
+    :class:`errors.MissingOperatingSystem`.
+    """
+    request = tuple(dict.fromkeys(requested))
+    if not request:
+        raise errors.UsageError("no elements requested",
+                                "name at least one element with -e")
+    all_provides = index.providers()
+    excluded: set[str] = set()
+    # A real element that some selected element also provides is dropped
+    # and the resolution redone without it, until nothing changes: the
+    # answer then does not depend on the order names were seen in.
+    while True:
+        state = _expand(index, request, arch, all_provides, excluded)
+        selected, provided_by = state[0], state[1]
+        shadowed = {n for n in selected if n in provided_by
+                    and n not in request}
+        if not shadowed - excluded:
+            break
+        excluded |= shadowed
+    selected, provided_by, parents, defaults = state
+    _check_request(index, request, selected, provided_by, parents)
+    _check_operating_system(index, request, provided_by, all_provides)
+    graph = _build_graph(index, selected, provided_by, defaults)
+    elements = tuple(sorted(selected))
+    return Resolution(
+        requested=request,
+        elements=elements,
+        sources={n: index[n].path for n in elements},
+        virtual={v: p for v, p in sorted(provided_by.items())},
+        defaults=tuple(sorted(defaults.items())),
+        graph=graph,
+    )
+
+
+def _expand(index: ElementIndex, request: tuple[str, ...], arch: str,
+            all_provides: Mapping[str, tuple[str, ...]],
+            excluded: set[str]):
+    selected: set[str] = set()
+    provided_by: dict[str, str] = {}
+    parents: dict[str, str | None] = {name: None for name in request}
+    defaults: dict[str, str] = {}
+    queue: deque[str] = deque(sorted(request))
+    deferred: set[str] = set()
+    expanded_only: set[str] = set()
+
+    def select(name: str) -> None:
+        selected.add(name)
+        element = index[name]
+        for virtual in element.provides:
+            other = provided_by.get(virtual)
+            if other is not None and other != name:
+                raise errors.ProvidedTwice(
+                    f"{_arrow(_chain(parents, name))}: '{virtual}' is "
+                    f"provided by both '{other}' "
+                    f"({index[other].path / 'element-provides'}) and "
+                    f"'{name}' ({element.path / 'element-provides'})",
+                    "keep only one of the two elements in the image")
+            provided_by[virtual] = name
+        for dep in element.depends:
+            if dep not in parents:
+                parents[dep] = name
+            if dep not in selected and dep not in provided_by:
+                queue.append(dep)
+
+    while True:
+        while queue:
+            name = queue.popleft()
+            if name in selected or name in provided_by:
+                continue
+            ambiguous = name in all_provides or name in excluded
+            if name in index and not ambiguous:
+                select(name)
+            else:
+                deferred.add(name)
+        deferred = {n for n in deferred if n not in provided_by
+                    and n not in selected and n not in expanded_only}
+        if not deferred:
+            break
+        # Nothing unambiguous is left: settle the first deferred name
+        # (sorted) and carry on, since selecting it may provide others.
+        name = sorted(deferred)[0]
+        deferred.discard(name)
+        if name in DEFAULT_PROVIDERS and name not in index:
+            choice = DEFAULT_PROVIDERS[name](arch)
+            if choice in index:
+                parents.setdefault(choice, name)
+                defaults[name] = choice
+                select(choice)
+                continue
+        if name in index and name not in excluded:
+            select(name)
+            continue
+        if name in index and name not in expanded_only:
+            # A real element that a selected element also provides, and
+            # needed to bring that provider in: like DIB, follow its deps
+            # but leave it out of the result.
+            expanded_only.add(name)
+            for dep in index[name].depends:
+                parents.setdefault(dep, name)
+                queue.append(dep)
+            continue
+        _raise_missing(index, name, parents, all_provides)
+    return selected, provided_by, parents, defaults
+
+
+def _raise_missing(index: ElementIndex, name: str,
+                   parents: Mapping[str, str | None],
+                   all_provides: Mapping[str, tuple[str, ...]]) -> None:
+    chain = _chain(parents, name)
+    searched = ", ".join(str(r) for r in index.roots)
+    where = ""
+    if len(chain) > 1:
+        where = f" (listed in {index[chain[-2]].path / 'element-deps'})"
+    if name.startswith("#"):
+        hint = ("element-deps has no comment syntax; delete the line")
+    elif name in all_provides:
+        hint = (f"'{name}' is a virtual name; add one of its providers: "
+                + ", ".join(all_provides[name]))
+    else:
+        hint = f"searched: {searched}; add its directory with --elements-path"
+    raise errors.ElementNotFound(
+        f"{_arrow(chain)}: element '{name}' not found{where}", hint)
+
+
+def _check_request(index: ElementIndex, request: Iterable[str],
+                   selected: set[str], provided_by: Mapping[str, str],
+                   parents: Mapping[str, str | None]) -> None:
+    for name in sorted(request):
+        provider = provided_by.get(name)
+        if provider is not None and provider != name:
+            raise errors.RequestedButProvided(
+                f"'{name}' was requested but '{provider}' "
+                f"({_arrow(_chain(parents, provider))}) already provides it "
+                f"({index[provider].path / 'element-provides'})",
+                f"drop '{name}' from the request, or the element that "
+                f"brings in '{provider}'")
+
+
+def _check_operating_system(index: ElementIndex, request: Sequence[str],
+                            provided_by: Mapping[str, str],
+                            all_provides: Mapping[str, tuple[str, ...]]
+                            ) -> None:
+    if OPERATING_SYSTEM in provided_by:
+        return
+    choices = ", ".join(all_provides.get(OPERATING_SYSTEM, ())) or "none"
+    raise errors.MissingOperatingSystem(
+        f"{' '.join(request)}: no element provides '{OPERATING_SYSTEM}'",
+        f"add an OS element, one of: {choices}")
+
+
+def _build_graph(index: ElementIndex, selected: set[str],
+                 provided_by: Mapping[str, str],
+                 defaults: Mapping[str, str]) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    for name in sorted(selected):
+        graph.add_node(name, virtual=False, path=str(index[name].path))
+    for virtual, provider in sorted(provided_by.items()):
+        if virtual not in selected:
+            graph.add_node(virtual, virtual=True)
+        graph.add_edge(virtual, provider, kind=PROVIDES)
+    for name in sorted(selected):
+        for dep in index[name].depends:
+            if dep in graph:
+                graph.add_edge(name, dep, kind=DEPENDS)
+    for virtual, choice in sorted(defaults.items()):
+        graph.add_edge(virtual, choice, kind=DEFAULT)
+    return graph
+
+
+def to_dot(resolution: Resolution) -> str:
+    """Graphviz text for the resolution: virtual names dashed, the
+    requested elements bold, default choices labelled."""
+    graph = resolution.graph
+    lines = ["digraph elements {", "  rankdir=LR;",
+             "  node [shape=box, fontname=Helvetica];"]
+    for node in sorted(graph.nodes):
+        attrs = []
+        if graph.nodes[node].get("virtual"):
+            attrs.append('style=dashed, shape=ellipse')
+        if node in resolution.requested:
+            attrs.append("penwidth=2")
+        suffix = f" [{', '.join(attrs)}]" if attrs else ""
+        lines.append(f'  "{node}"{suffix};')
+    for src, dst in sorted(graph.edges):
+        kind = graph.edges[src, dst]["kind"]
+        style = {DEPENDS: "", PROVIDES: ' [style=dashed, label="provided by"]',
+                 DEFAULT: ' [style=dotted, label="default"]'}[kind]
+        lines.append(f'  "{src}" -> "{dst}"{style};')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_text(resolution: Resolution) -> str:
+    """Readable adjacency listing, with cycles at the end."""
+    graph = resolution.graph
+    out = []
+    for node in sorted(graph.nodes):
+        label = node + (" (virtual)" if graph.nodes[node].get("virtual")
+                        else "")
+        if node in resolution.requested:
+            label += " [requested]"
+        out.append(label)
+        for dst in sorted(graph.successors(node)):
+            kind = graph.edges[node, dst]["kind"]
+            arrow = {DEPENDS: "->", PROVIDES: "=> provided by",
+                     DEFAULT: "=> default"}[kind]
+            out.append(f"    {arrow} {dst}")
+    cycles = resolution.cycles()
+    for cycle in cycles:
+        out.append("cycle: " + " -> ".join(cycle + [cycle[0]]))
+    return "\n".join(out) + "\n"
