@@ -1,1 +1,1 @@
-"""tripleo-image-elements: build Heat-driven OpenStack images from DIB elements."""
+"""tripleo-image-elements: Heat-driven OpenStack images from DIB elements."""

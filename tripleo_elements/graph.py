@@ -20,15 +20,18 @@ provider chosen for a virtual name nobody selected provides).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from tripleo_elements import errors
 from tripleo_elements.discovery import ElementIndex
 from tripleo_elements.element import OPERATING_SYSTEM
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 DEPENDS = "depends"
 PROVIDES = "provides"
@@ -64,10 +67,18 @@ class Resolution:
     sources: Mapping[str, Path]
     virtual: Mapping[str, str]
     defaults: tuple[tuple[str, str], ...]
-    graph: nx.DiGraph = dataclasses.field(compare=False, repr=False)
+    depends: Mapping[str, tuple[str, ...]] = dataclasses.field(
+        default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def graph(self) -> "nx.DiGraph":
+        """The resolved graph (built on first use: networkx is only
+        imported by the commands that query the graph)."""
+        return _build_graph(self)
 
     def cycles(self) -> list[list[str]]:
         """Dependency cycles among the resolved elements (sorted)."""
+        import networkx as nx
         found = []
         for cycle in nx.simple_cycles(self.graph):
             start = cycle.index(min(cycle))
@@ -76,6 +87,7 @@ class Resolution:
 
     def why(self, target: str, limit: int = 100) -> list[list[str]]:
         """Every chain from a requested element to ``target`` (sorted)."""
+        import networkx as nx
         if target not in self.graph:
             return []
         chains: list[list[str]] = []
@@ -135,7 +147,6 @@ def resolve(index: ElementIndex, requested: Sequence[str],
     selected, provided_by, parents, defaults = state
     _check_request(index, request, selected, provided_by, parents)
     _check_operating_system(index, request, provided_by, all_provides)
-    graph = _build_graph(index, selected, provided_by, defaults)
     elements = tuple(sorted(selected))
     return Resolution(
         requested=request,
@@ -143,7 +154,7 @@ def resolve(index: ElementIndex, requested: Sequence[str],
         sources={n: index[n].path for n in elements},
         virtual={v: p for v, p in sorted(provided_by.items())},
         defaults=tuple(sorted(defaults.items())),
-        graph=graph,
+        depends={n: index[n].depends for n in elements},
     )
 
 
@@ -263,21 +274,22 @@ def _check_operating_system(index: ElementIndex, request: Sequence[str],
         f"add an OS element, one of: {choices}")
 
 
-def _build_graph(index: ElementIndex, selected: set[str],
-                 provided_by: Mapping[str, str],
-                 defaults: Mapping[str, str]) -> nx.DiGraph:
+def _build_graph(resolution: Resolution) -> "nx.DiGraph":
+    import networkx as nx
     graph = nx.DiGraph()
-    for name in sorted(selected):
-        graph.add_node(name, virtual=False, path=str(index[name].path))
-    for virtual, provider in sorted(provided_by.items()):
+    selected = set(resolution.elements)
+    for name in resolution.elements:
+        graph.add_node(name, virtual=False,
+                       path=str(resolution.sources[name]))
+    for virtual, provider in resolution.virtual.items():
         if virtual not in selected:
             graph.add_node(virtual, virtual=True)
         graph.add_edge(virtual, provider, kind=PROVIDES)
-    for name in sorted(selected):
-        for dep in index[name].depends:
+    for name in resolution.elements:
+        for dep in resolution.depends.get(name, ()):
             if dep in graph:
                 graph.add_edge(name, dep, kind=DEPENDS)
-    for virtual, choice in sorted(defaults.items()):
+    for virtual, choice in resolution.defaults:
         graph.add_edge(virtual, choice, kind=DEFAULT)
     return graph
 

@@ -1,0 +1,151 @@
+"""The one module that starts processes.
+
+Every command is logged as a copy-pasteable ``shlex.join`` line; failures
+are explained (not found, killed by a signal, non-zero exit) with the tail
+of their output.  Unit tests fake :func:`run` and :func:`stream` here, at
+our own subprocess boundary, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from tripleo_elements import errors
+
+LOG = logging.getLogger(__name__)
+
+
+class CommandError(errors.TieError):
+    """A helper command failed (exit 1: something ran and broke)."""
+
+    ref = "command-failed"
+    exit_code = errors.EXIT_FAILED
+
+
+class Interrupted(errors.TieError):
+    """The user (or a supervisor) stopped the build with a signal."""
+
+    ref = "interrupted"
+    exit_code = 130
+
+
+def explain(returncode: int) -> str:
+    """Say what a return code means."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    if returncode == 127:
+        return "exit 127 (command not found inside the script)"
+    if returncode == 126:
+        return "exit 126 (not executable)"
+    return f"exit {returncode}"
+
+
+def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+        cwd: Path | None = None, check: bool = True,
+        input: str | None = None, timeout: float | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    """Run a short command and capture its output (text)."""
+    LOG.debug("+ %s", shlex.join(argv))
+    try:
+        proc = subprocess.run(list(argv), env=dict(env) if env else None,
+                              cwd=cwd, input=input, capture_output=True,
+                              text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise CommandError(f"{argv[0]}: command not found",
+                           "install it on the host (see bindep.txt)")
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"{shlex.join(argv)}: timed out after "
+                           f"{timeout:.0f}s", "")
+    if check and proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise CommandError(
+            f"{shlex.join(argv)}: {explain(proc.returncode)}"
+            + (": " + " | ".join(tail) if tail else ""), "")
+    return proc
+
+
+def stream(argv: Sequence[str], *, env: Mapping[str, str],
+           log: IO[str], on_line: Callable[[str], None],
+           cwd: Path | None = None, grace: float = 180.0) -> int:
+    """Run a long command, teeing each output line to ``log`` (with a
+    timestamp) and to ``on_line``.  Returns the exit code.
+
+    The child runs in its own process group.  SIGINT or SIGTERM received
+    here is passed on to that group as SIGINT (the child's own cleanup
+    traps run); a second signal, or ``grace`` seconds without exit, sends
+    SIGTERM and then SIGKILL.  After the child has exited,
+    :class:`Interrupted` is raised so the caller can clean up.
+    """
+    LOG.debug("+ %s", shlex.join(argv))
+    log.write(f"+ {shlex.join(argv)}\n")
+    try:
+        proc = subprocess.Popen(
+            list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True, text=True, errors="replace", bufsize=1)
+    except FileNotFoundError:
+        raise CommandError(f"{argv[0]}: command not found",
+                           "run the README's setup command first")
+    received: list[int] = []
+
+    def escalate() -> None:
+        deadline = time.monotonic() + grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                return
+            _signal_group(proc.pid, sig)
+            time.sleep(10)
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            _signal_group(proc.pid, signal.SIGINT)
+            threading.Thread(target=escalate, daemon=True).start()
+        else:
+            _signal_group(proc.pid, signal.SIGTERM)
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+            on_line(line)
+        returncode = proc.wait()
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.flush()
+    if received:
+        raise Interrupted(
+            f"stopped by {signal.Signals(received[0]).name}",
+            "nothing was written over the previous image")
+    return returncode
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
