@@ -322,7 +322,8 @@ def execute(plan: BuildPlan, environ: Mapping[str, str],
         # DIB finds its helpers next to the interpreter it runs under.
         env["PATH"] = os.pathsep.join(
             [str(Path(sys.executable).parent), env.get("PATH", "")])
-        with open(plan.log, "w", encoding="utf-8") as log:
+        # Line-buffered: the log is readable while the build runs.
+        with open(plan.log, "w", encoding="utf-8", buffering=1) as log:
             code = process.stream(plan.command, env=env, log=log,
                                   on_line=progress.line)
         if code != 0:

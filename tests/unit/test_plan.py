@@ -1,0 +1,235 @@
+"""The build plan (pure) and its execution against a fake
+disk-image-create on the far side of our subprocess boundary."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import testtools
+
+from tests.unit.trees import make_tree
+from tripleo_elements import dib, errors, host, process
+from tripleo_elements.discovery import discover
+
+SOURCES = [host.AptSource("http://mirror.example/debian",
+                          ("bookworm", "bookworm-updates")),
+           host.AptSource("http://mirror.example/debian-security",
+                          ("bookworm-security",))]
+
+TREE = {
+    "base": {"deps": []},
+    "debian-minimal": {"provides": ["operating-system"]},
+    "ubuntu-minimal": {"provides": ["operating-system"]},
+    "vm": {"deps": ["block-device"]},
+    "block-device-mbr": {
+        "provides": ["block-device"],
+        "block-device-default.yaml":
+            "- local_loop:\n    name: image0\n- partitioning:\n"
+            "    base: image0\n    label: mbr\n    partitions:\n"
+            "      - name: root\n        size: 100%\n"},
+    "heat-cfntools": {"deps": ["os-collect-config"]},
+    "os-collect-config": {"install.d/10-occ": "#!/bin/bash\n"},
+}
+
+FAKE_DIB = """#!/bin/bash
+# Fake disk-image-create: records its argv and environment, then
+# behaves as FAKE_DIB_MODE says.
+printf '%s\\n' "$@" > "$FAKE_DIB_RECORD"
+env > "$FAKE_DIB_RECORD.env"
+out=""
+while [ $# -gt 0 ]; do
+    case "$1" in -o) out=$2; shift;; esac
+    shift
+done
+echo "Running hooks from $TMP_DIR/hooks/root.d"
+echo "dib-run-parts Running $TMP_DIR/hooks/root.d/10-something"
+case "$FAKE_DIB_MODE" in
+    fail)
+        echo "Running hooks from /tmp/in_target.d/install.d"
+        echo "dib-run-parts Running /tmp/in_target.d/install.d/50-broken"
+        echo "boom: something broke"
+        exit 3;;
+    hang)
+        trap 'echo "cleanup trap ran"; exit 130' INT
+        echo "waiting"
+        sleep 60 & wait;;
+esac
+echo "Running hooks from $TMP_DIR/hooks/finalise.d"
+echo "new image" > "$out.qcow2"
+"""
+
+
+class PlanTest(testtools.TestCase):
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.index = discover([make_tree(self.tmp / "elements", TREE)])
+
+    def plan(self, env=None, dm=True, **kw) -> dib.BuildPlan:
+        options = dib.BuildOptions(output=self.tmp / "out" / "img", **kw)
+        return dib.make_plan(options, self.index, env or {},
+                             apt_sources=SOURCES, device_mapper=dm)
+
+    def test_default_request_is_entry_os_and_vm(self) -> None:
+        plan = self.plan()
+        self.assertEqual(("base", "heat-cfntools", "debian-minimal", "vm"),
+                         plan.effective_request)
+        self.assertEqual(("base", "block-device-mbr", "debian-minimal",
+                          "heat-cfntools", "os-collect-config", "vm"),
+                         plan.elements)
+
+    def test_user_os_element_replaces_the_default(self) -> None:
+        plan = self.plan(elements=("ubuntu-minimal", "heat-cfntools"))
+        self.assertNotIn("debian-minimal", plan.elements)
+        self.assertIn("vm", plan.elements)
+        self.assertNotIn("DIB_DISTRIBUTION_MIRROR", plan.environment)
+
+    def test_no_defaults_adds_nothing(self) -> None:
+        plan = self.plan(elements=("debian-minimal",), no_defaults=True)
+        self.assertEqual(("debian-minimal",), plan.elements)
+        self.assertIn("-n", plan.command)
+
+    def test_mirrors_from_host_apt_sources(self) -> None:
+        env = self.plan().environment
+        self.assertEqual("http://mirror.example/debian",
+                         env["DIB_DISTRIBUTION_MIRROR"])
+        self.assertEqual("http://mirror.example/debian-security",
+                         env["DIB_DEBIAN_SECURITY_MIRROR"])
+        self.assertEqual("bookworm", env["DIB_RELEASE"])
+
+    def test_user_mirror_wins(self) -> None:
+        env = self.plan(env={"DIB_DISTRIBUTION_MIRROR": "http://mine/"}
+                        ).environment
+        self.assertNotIn("DIB_DISTRIBUTION_MIRROR", env)
+
+    def test_command_passes_the_resolved_set_and_staged_path(self) -> None:
+        plan = self.plan(types=("qcow2", "raw"))
+        argv = list(plan.command)
+        self.assertEqual(["disk-image-create", "-a", "amd64", "-o"],
+                         argv[:4])
+        self.assertEqual("qcow2,raw", argv[argv.index("-t") + 1])
+        self.assertEqual(list(plan.elements), argv[-len(plan.elements):])
+        self.assertEqual(str(plan.staged_path),
+                         plan.environment["ELEMENTS_PATH"])
+        self.assertEqual([self.tmp / "out" / "img.qcow2",
+                          self.tmp / "out" / "img.raw"], list(plan.images))
+
+    def test_no_device_mapper_rewrites_block_device_config(self) -> None:
+        plan = self.plan(dm=False)
+        self.assertIn("partitioning_nodm", plan.block_device_config)
+        self.assertEqual(
+            "file://" + str(plan.workdir / "block-device.yaml"),
+            plan.environment["DIB_BLOCK_DEVICE_CONFIG"])
+        self.assertIsNone(self.plan(dm=True).block_device_config)
+
+    def test_json_has_the_stable_keys(self) -> None:
+        data = json.loads(json.dumps(self.plan().to_json()))
+        for key in ("requested", "elements", "sources", "command",
+                    "environment"):
+            self.assertIn(key, data)
+
+    def test_unknown_image_type(self) -> None:
+        err = self.assertRaises(errors.UsageError, self.plan,
+                                types=("qcow3",))
+        self.assertIn("qcow3", err.message)
+
+    def test_hook_collision_stops_the_plan(self) -> None:
+        make_tree(self.tmp / "elements", {
+            "heat-cfntools": {"deps": ["os-collect-config"],
+                              "install.d/10-occ": "#!/bin/bash\n"}})
+        self.index = discover([self.tmp / "elements"])
+        err = self.assertRaises(errors.HookCollision, self.plan)
+        self.assertIn("install.d/10-occ is shipped by 2 elements",
+                      err.message)
+
+    def test_skipped_script_is_a_warning(self) -> None:
+        make_tree(self.tmp / "elements", {
+            "os-collect-config": {"install.d/10-occ.sh": "#!/bin/bash\n"}})
+        self.index = discover([self.tmp / "elements"])
+        self.assertTrue(any("10-occ.sh" in w and "run-parts" in w
+                            for w in self.plan().warnings))
+
+
+class ExecuteTest(testtools.TestCase):
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.index = discover([make_tree(self.tmp / "elements", TREE)])
+        fake = self.tmp / "fake-dib"
+        fake.write_text(FAKE_DIB)
+        fake.chmod(0o755)
+        self.record = self.tmp / "argv"
+        options = dib.BuildOptions(output=self.tmp / "out" / "img")
+        (self.tmp / "out").mkdir()
+        self.plan = dib.make_plan(options, self.index, {},
+                                  apt_sources=SOURCES, device_mapper=True,
+                                  dib_command=str(fake))
+        self.reports: list[tuple[str, str | None]] = []
+
+    def run_build(self, mode: str) -> dib.BuildResult:
+        env = dict(os.environ, FAKE_DIB_MODE=mode,
+                   FAKE_DIB_RECORD=str(self.record))
+        return dib.execute(self.plan, env,
+                           lambda p, s: self.reports.append((p, s)))
+
+    def test_success_publishes_image_checksum_and_manifest(self) -> None:
+        result = self.run_build("ok")
+        image = self.tmp / "out" / "img.qcow2"
+        self.assertEqual("new image\n", image.read_text())
+        self.assertEqual(f"{dib.sha256_of(image)}  img.qcow2\n",
+                         (self.tmp / "out" / "img.qcow2.sha256").read_text())
+        manifest = json.loads(result.manifest.read_text())
+        self.assertEqual(list(self.plan.elements), manifest["elements"])
+        self.assertFalse(self.plan.workdir.exists())
+        self.assertIn("root.d", dict(result.phases))
+        self.assertIn(("root.d", "10-something"), self.reports)
+        argv = self.record.read_text().splitlines()
+        self.assertEqual(list(self.plan.elements),
+                         argv[-len(self.plan.elements):])
+        env = self.record.with_suffix(".env").read_text()
+        self.assertIn(f"ELEMENTS_PATH={self.plan.staged_path}", env)
+        self.assertIn("DIB_RELEASE=bookworm", env)
+
+    def test_failure_keeps_previous_image_and_reports_where(self) -> None:
+        image = self.tmp / "out" / "img.qcow2"
+        image.write_text("good old image\n")
+        err = self.assertRaises(errors.BuildFailed, self.run_build, "fail")
+        self.assertEqual(1, err.exit_code)
+        self.assertIn("exit 3", err.message)
+        self.assertIn("install.d/50-broken", err.message)
+        self.assertIn("boom: something broke", err.message)
+        self.assertIn(str(self.plan.log), err.message)
+        self.assertEqual("good old image\n", image.read_text())
+        self.assertFalse(self.plan.workdir.exists())
+        self.assertIn("boom: something broke", self.plan.log.read_text())
+
+    def test_sigint_runs_the_cleanup_trap_and_keeps_old_image(self) -> None:
+        image = self.tmp / "out" / "img.qcow2"
+        image.write_text("good old image\n")
+
+        def interrupt() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if self.plan.log.exists() and \
+                        "waiting" in self.plan.log.read_text():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                time.sleep(0.1)
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        err = self.assertRaises(process.Interrupted, self.run_build, "hang")
+        self.assertIn("SIGINT", err.message)
+        self.assertIn("cleanup trap ran", self.plan.log.read_text())
+        self.assertEqual("good old image\n", image.read_text())
+        self.assertFalse(self.plan.workdir.exists())
