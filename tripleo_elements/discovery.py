@@ -96,9 +96,9 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> ElementIndex:
                 f"ELEMENTS_PATH entry '{root}' is not a directory",
                 "check --elements-path and $ELEMENTS_PATH")
         with os.scandir(root) as it:
-            entries = sorted(e.name for e in it if e.is_dir())
-        for name in entries:
-            found.setdefault(name, []).append(load_element(root / name, root))
+            entries = sorted((e.name, e.path) for e in it if e.is_dir())
+        for name, path in entries:
+            found.setdefault(name, []).append(load_element(path, root))
     elements = {name: copies[0] for name, copies in sorted(found.items())}
     overrides = {
         name: Override(name, copies[0].path,
