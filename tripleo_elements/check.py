@@ -35,14 +35,16 @@ import sys
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tripleo_elements import errors
 from tripleo_elements.discovery import (ElementIndex, default_roots,
                                         discover)
 from tripleo_elements.element import PHASES, Element, load_element
-from tripleo_elements.graph import Resolution, resolve
 from tripleo_elements import tree
+
+if TYPE_CHECKING:   # graph imports networkx: only -e needs it at run time
+    from tripleo_elements.graph import Resolution
 
 FILE = "file"
 ELEMENT = "element"
@@ -114,7 +116,7 @@ class SourceFile:
     mode: int
     data: bytes
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return self.path.name
 
@@ -156,9 +158,9 @@ class SourceFile:
     def is_python(self) -> bool:
         return self.shebang and "python" in self.first_line
 
-    @property
+    @functools.cached_property
     def in_environment_d(self) -> bool:
-        return bool(re.search(r"environment.d", self.where))
+        return _ENVIRONMENT_D.search(self.where) is not None
 
     @property
     def dib_lint_file(self) -> bool:
@@ -176,6 +178,9 @@ class SourceFile:
 
 
 _DISABLE = "# dib-lint: disable="
+_ENVIRONMENT_D = re.compile(r"environment.d")
+_TAB_INDENT = re.compile(r"^ *\t", re.M)
+_EXPORT_SUBST = re.compile(r"export .*\$\(")
 
 
 @functools.cache
@@ -192,6 +197,7 @@ class Context:
     resolution: Resolution | None
     requested: tuple[str, ...]
     files: tuple[SourceFile, ...]
+    cache_dir: Path | None = None
 
     @functools.cached_property
     def providers(self) -> dict[str, tuple[str, ...]]:
@@ -350,10 +356,10 @@ def _indent_file(src: SourceFile) -> bool:
 def _tabs(src: SourceFile, ctx: Context) -> Iterator[Finding]:
     if not _indent_file(src) or src.binary:
         return
-    for number, line in enumerate(src.lines):
-        if re.match(r" *\t", line):
-            yield _at(src, number, "TIE021", "contains tab characters")
-            return
+    match = _TAB_INDENT.search(src.text)
+    if match:
+        yield _at(src, src.text.count("\n", 0, match.start()), "TIE021",
+                  "contains tab characters")
 
 
 @register("TIE022", FILE, "no newline at end of file", dib_lint="newline")
@@ -401,10 +407,10 @@ def _env_exec(src: SourceFile, ctx: Context) -> Iterator[Finding]:
 
 @register("TIE027", FILE, "export VAR=$(cmd) hides cmd's failure")
 def _export_subst(src: SourceFile, ctx: Context) -> Iterator[Finding]:
-    if not src.dib_lint_file:
+    if not src.dib_lint_file or "export " not in src.text:
         return
     for number, line in enumerate(src.lines):
-        if re.search(r"export .*\$\(", line):
+        if _EXPORT_SUBST.search(line):
             yield _at(src, number, "TIE027",
                       "split export and assignment: export hides the "
                       "exit status of $(...)")
@@ -503,11 +509,38 @@ def _python_scripts(elements: Sequence[Element],
                     ctx: Context) -> Iterator[Finding]:
     scripts = [src for src in ctx.files
                if src.dib_lint_file and src.is_python]
-    if scripts:
-        yield from _flake8(scripts)
+    misses = []
+    for src in scripts:
+        cached = _cache_get(ctx.cache_dir, _flake8_key(src))
+        if cached is None:
+            misses.append(src)
+            continue
+        for item in cached:
+            yield Finding(src.path, item["line"], "TIE032",
+                          f"flake8 {item['code']} {item['message']}")
+    if misses:
+        found: dict[Path, list[dict[str, Any]]] = {
+            src.path: [] for src in misses}
+        for src, line, code, message in _flake8(misses):
+            found[src.path].append(
+                {"line": line, "code": code, "message": message})
+            yield Finding(src.path, line, "TIE032",
+                          f"flake8 {code} {message}")
+        for src in misses:
+            _cache_put(ctx.cache_dir, _flake8_key(src), found[src.path])
 
 
-def _flake8(scripts: Sequence[SourceFile]) -> Iterator[Finding]:
+def _flake8_key(src: SourceFile) -> str:
+    import pycodestyle
+    import pyflakes
+    salt = f"flake8\0{pycodestyle.__version__}\0{pyflakes.__version__}\0"
+    return hashlib.sha256(salt.encode() + src.data).hexdigest()
+
+
+def _flake8(scripts: Sequence[SourceFile]
+            ) -> Iterator[tuple[SourceFile, int, str, str]]:
+    """(file, line, flake8 code, message) for each problem pycodestyle and
+    pyflakes find, with flake8's default ignore list."""
     import pycodestyle
     import pyflakes.api
     from flake8.plugins.pyflakes import FLAKE8_PYFLAKES_CODES
@@ -545,8 +578,7 @@ def _flake8(scripts: Sequence[SourceFile]) -> Iterator[Finding]:
                             options=guide.options,
                             report=Style(guide.options)).check_all()
         for line, code, message in found:
-            yield Finding(src.path, line, "TIE032",
-                          f"flake8 {code} {message}")
+            yield src, line, code, message
 
 
 # ------------------------------------------------ what dib-lint misses
@@ -781,20 +813,35 @@ def _schema_message(error: Any) -> str:
           "schema (unknown key, bad phase, bad when...)")
 def _package_installs(element: Element, ctx: Context) -> Iterator[Finding]:
     for path in _package_installs_files(element):
-        try:
-            data = _load_package_installs(path)
-        except Exception:
-            continue    # TIE030 reports the YAML error
-        if data is None:
-            continue
-        validator = _package_installs_validator()
-        leaves = [leaf for error in validator.iter_errors(data)
-                  for leaf in _leaf_errors(error)]
-        for error in sorted(leaves,
-                            key=lambda e: list(map(str, e.absolute_path))):
-            package = next(iter(error.absolute_path), "")
-            yield Finding(path, _line_of_key(path, str(package)), "TIE060",
-                          _schema_message(error))
+        # Cached by content: importing jsonschema costs more than the rest
+        # of a warm run.
+        data = path.read_bytes()
+        key = hashlib.sha256(b"package-installs\0" + data).hexdigest()
+        cached = _cache_get(ctx.cache_dir, key)
+        if cached is None:
+            cached = [{"line": f.line, "message": f.message}
+                      for f in _validate_package_installs(path)]
+            _cache_put(ctx.cache_dir, key, cached)
+        for item in cached:
+            yield Finding(path, item["line"], "TIE060", item["message"])
+
+
+def _validate_package_installs(path: Path) -> Iterator[Finding]:
+    """Schema violations of one package-installs file (none if it does
+    not parse: TIE030 reports that)."""
+    try:
+        data = _load_package_installs(path)
+    except Exception:
+        return
+    if data is None:
+        return
+    leaves = [leaf for error in _package_installs_validator().iter_errors(
+        data) for leaf in _leaf_errors(error)]
+    for error in sorted(leaves,
+                        key=lambda e: list(map(str, e.absolute_path))):
+        package = next(iter(error.absolute_path), "")
+        yield Finding(path, _line_of_key(path, str(package)), "TIE060",
+                      _schema_message(error))
 
 
 def _line_of_key(path: Path, key: str) -> int:
@@ -1025,6 +1072,7 @@ def _cache_put(cache_dir: Path | None, key: str,
         return
     keep = [{k: c[k] for k in ("line", "code", "level", "message") if k in c}
             for c in comments]
+    # (The same store holds shellcheck's comments and flake8 results.)
     target = cache_dir / key[:2] / key
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -1037,10 +1085,10 @@ def _cache_put(cache_dir: Path | None, key: str,
 
 def default_cache_dir(environ: dict[str, str] | os._Environ[str]
                       ) -> Path:
-    """``$XDG_CACHE_HOME/tripleo-image-elements/shellcheck``."""
+    """``$XDG_CACHE_HOME/tripleo-image-elements/check``."""
     base = environ.get("XDG_CACHE_HOME") or os.path.join(
         environ.get("HOME", "/root"), ".cache")
-    return Path(base) / "tripleo-image-elements" / "shellcheck"
+    return Path(base) / "tripleo-image-elements" / "check"
 
 
 # ------------------------------------------------------------ the driver
@@ -1125,7 +1173,8 @@ def check_elements(elements: Sequence[Element], *,
     request, else each element itself).  ``select``/``ignore`` are code
     prefixes.  ``shellcheck`` False skips shellcheck; when it is wanted
     but not installed one ``TIE080`` finding says so.  ``cache_dir``
-    caches shellcheck results by file content (None: no cache).
+    caches shellcheck and flake8 results by file content (None: no
+    cache).
     """
     targets = tuple(sorted({e.path: e for e in elements}.values(),
                            key=lambda e: (e.name, str(e.path))))
@@ -1136,7 +1185,8 @@ def check_elements(elements: Sequence[Element], *,
     files = tuple(src for element in targets
                   for src in _read_files(element))
     ctx = Context(targets=targets, index=index, resolution=resolution,
-                  requested=tuple(requested), files=files)
+                  requested=tuple(requested), files=files,
+                  cache_dir=cache_dir)
     active = [c for c in CHECKS.values()
               if c.code != SHELLCHECK_MISSING
               and enabled(c.code, select, ignore)]
@@ -1185,26 +1235,33 @@ ELEMENT_FILES: tuple[str, ...] = (
     "element-deps", "element-provides", "README.rst",
     "package-installs.yaml", "package-installs.json", "pkg-map", "svc-map",
 )
-#: Subdirectories whose presence makes a directory an element.  (Typed:
-#: diskimage-builder has elements *called* pkg-map and svc-map.)
+#: Subdirectories that make a directory an element, unless a subdirectory
+#: holds an element file: a directory of elements may well hold elements
+#: *called* os-apply-config or static (and DIB has ones called pkg-map).
 ELEMENT_DIRS: tuple[str, ...] = (
     *PHASES, "environment.d", "static", "os-apply-config",
     "os-refresh-config",
 )
 
 
+def _has_element_file(path: Path) -> bool:
+    for name in _listdir(path):
+        if name in ELEMENT_FILES or name.startswith("source-repository-"):
+            if (path / name).is_file():
+                return True
+    return False
+
+
 def is_element_dir(path: Path) -> bool:
     """A directory is an element if it holds one of the files
-    :data:`ELEMENT_FILES` or a ``source-repository-*`` file, or one of
-    the directories :data:`ELEMENT_DIRS` (phase directories...)."""
-    for name in _listdir(path):
-        full = path / name
-        if name in ELEMENT_FILES or name.startswith("source-repository-"):
-            if full.is_file():
-                return True
-        elif name in ELEMENT_DIRS and full.is_dir():
-            return True
-    return False
+    :data:`ELEMENT_FILES` or a ``source-repository-*`` file; or one of the
+    directories :data:`ELEMENT_DIRS` while none of its subdirectories
+    holds such a file (that would make it a directory of elements)."""
+    if _has_element_file(path):
+        return True
+    subdirs = [path / n for n in _listdir(path) if (path / n).is_dir()]
+    return any(d.name in ELEMENT_DIRS for d in subdirs) and not any(
+        _has_element_file(d) for d in subdirs)
 
 
 def targets_from_paths(paths: Iterable[str | os.PathLike[str]]
@@ -1232,8 +1289,8 @@ def targets_from_paths(paths: Iterable[str | os.PathLike[str]]
             found[path] = load_element(path)
             continue
         children = [path / n for n in _listdir(path)
-                    if not n.startswith(".") and (path / n).is_dir()
-                    and is_element_dir(path / n)]
+                    if not n.startswith(".") and n not in _SKIP_DIRS
+                    and (path / n).is_dir() and is_element_dir(path / n)]
         if not children:
             raise errors.UsageError(
                 f"{path}: neither an element nor a directory of elements",
@@ -1345,6 +1402,7 @@ def _resolve_for_check(index: ElementIndex, requested: Sequence[str]
             raise errors.ElementNotFound(
                 f"element '{name}' not found",
                 "searched: " + ", ".join(str(r) for r in index.roots))
+    from tripleo_elements.graph import resolve
     try:
         resolution = resolve(index, requested)
     except (errors.ElementNotFound, errors.MissingOperatingSystem):

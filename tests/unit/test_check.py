@@ -14,7 +14,7 @@ from pathlib import Path
 import fixtures
 import testtools
 
-from tripleo_elements import check, errors
+from tripleo_elements import check, errors, graph
 from tripleo_elements.discovery import discover
 from tripleo_elements.element import load_element
 
@@ -306,7 +306,7 @@ class TestMessages(CheckTestCase):
         element(self.root, "app", {"element-deps": "os\n",
                                    "install.d/10-a": script()})
         index = discover([self.root])
-        resolution = check.resolve(index, ["app"])
+        resolution = graph.resolve(index, ["app"])
         found = check.check_elements(
             [index["app"]], index=index, resolution=resolution,
             select=["TIE051"], shellcheck=False)
@@ -380,6 +380,17 @@ class TestMessages(CheckTestCase):
         element(self.root, "one", {
             "root.d/10-a": (text.replace("set -eu", "set -e"), mode)})
         self.assertEqual([], self.run_check())
+
+    def test_flake8_results_cached_by_content(self) -> None:
+        element(self.root, "one", {"bin/tool": (
+            GOOD_PYTHON + "x=1\n", 0o755)})
+        cache = Path(self.useFixture(fixtures.TempDir()).path)
+        first = self.run_check(select=["TIE032"], cache_dir=cache)
+        self.useFixture(fixtures.MonkeyPatch(
+            "tripleo_elements.check._flake8", None))
+        self.assertEqual(first, self.run_check(select=["TIE032"],
+                                               cache_dir=cache))
+        self.assertEqual(1, len(first))
 
     def test_flake8_codes_in_message(self) -> None:
         element(self.root, "one", {"bin/tool": (
@@ -573,3 +584,23 @@ class TestLoadElementReuse(testtools.TestCase):
         path = element(root, "one", {"element-deps": "b\na\n"})
         self.assertEqual(load_element(path, root),
                          check.targets_from_paths([path])[0])
+
+
+class TestElementRule(testtools.TestCase):
+
+    def test_directory_of_elements_named_like_marker_dirs(self) -> None:
+        # This project ships elements called os-apply-config and
+        # os-refresh-config: their parent is not an element.
+        root = Path(self.useFixture(fixtures.TempDir()).path)
+        for name in ("os-apply-config", "os-refresh-config", "static"):
+            element(root, name, {"install.d/10-a": script()})
+        self.assertFalse(check.is_element_dir(root))
+        self.assertEqual(["os-apply-config", "os-refresh-config",
+                          "static"],
+                         [e.name for e in check.targets_from_paths([root])])
+
+    def test_phase_directory_alone_makes_an_element(self) -> None:
+        root = Path(self.useFixture(fixtures.TempDir()).path)
+        path = element(root, "bare", {"install.d/10-a": script()},
+                       readme=False)
+        self.assertTrue(check.is_element_dir(path))
