@@ -1,0 +1,246 @@
+"""os-collect-config: its configuration template, unit and install."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import fixtures
+import testtools
+
+from tripleo_elements.testing.elements import element_path
+from tripleo_elements.testing.scripts import run_script
+from tripleo_elements.testing.templates import RenderError
+from tripleo_elements.testing.templates import render_templates
+
+CONF = "/etc/os-collect-config.conf"
+
+
+def options(text: str) -> dict[str, list[str]]:
+    """``section.option -> [values]`` of an oslo.config file."""
+    found: dict[str, list[str]] = {}
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition(" = ")
+        found.setdefault(f"{section}.{key}", []).append(value)
+    return found
+
+
+class TemplateTest(testtools.TestCase):
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.element = element_path("os-collect-config")
+        self.defaults = Path(self.useFixture(fixtures.TempDir()).path,
+                             "defaults.json")
+        self.env = {"OS_COLLECT_CONFIG_DEFAULTS": str(self.defaults)}
+
+    def render(self, metadata: dict) -> tuple[str, int]:
+        return render_templates(self.element, metadata, env=self.env)[CONF]
+
+    def test_bootstrap_without_metadata(self) -> None:
+        text, mode = self.render({})
+        self.assertEqual(0o600, mode)
+        got = options(text)
+        self.assertEqual(["os-refresh-config"], got["DEFAULT.command"])
+        self.assertEqual(["heat_local", "ec2", "local"],
+                         got["DEFAULT.collectors"])
+        self.assertEqual(["30"], got["DEFAULT.polling_interval"])
+
+    def test_build_time_defaults_are_honoured(self) -> None:
+        self.defaults.write_text(json.dumps(
+            {"collectors": ["heat_local"], "polling_interval": 7}))
+        got = options(self.render({})[0])
+        self.assertEqual(["heat_local"], got["DEFAULT.collectors"])
+        self.assertEqual(["7"], got["DEFAULT.polling_interval"])
+
+    def test_request_transport(self) -> None:
+        url = "http://192.0.2.1:8080/v1/AUTH_x/c/o?temp_url_sig=ab&e=1"
+        got = options(self.render({"os-collect-config": {
+            "request": {"metadata_url": url}, "polling_interval": 5}})[0])
+        self.assertEqual([url], got["request.metadata_url"])
+        self.assertEqual(["5"], got["DEFAULT.polling_interval"])
+        self.assertEqual(["heat_local", "ec2", "local", "request"],
+                         got["DEFAULT.collectors"])
+
+    def test_heat_transport_escapes_dollar(self) -> None:
+        got = options(self.render({"os-collect-config": {
+            "collectors": ["ec2", "heat", "local"],
+            "heat": {"auth_url": "http://192.0.2.1:5000/v3",
+                     "user_id": "u1", "password": "pa$$w$rd",
+                     "project_id": "p1", "stack_id": "s/1",
+                     "resource_name": "server"}}})[0])
+        self.assertEqual(["pa$$$$w$$rd"], got["heat.password"])
+        self.assertEqual(["ec2", "heat", "local"], got["DEFAULT.collectors"])
+        self.assertEqual(["server"], got["heat.resource_name"])
+
+    def test_cfn_transport(self) -> None:
+        got = options(self.render({"os-collect-config": {"cfn": {
+            "metadata_url": "http://192.0.2.1:8000/v1/",
+            "stack_name": "st", "path": "server.Metadata",
+            "access_key_id": "AK", "secret_access_key": "S$K"}}})[0])
+        self.assertEqual(["S$$K"], got["cfn.secret_access_key"])
+        self.assertEqual(["server.Metadata"], got["cfn.path"])
+        self.assertIn("cfn", got["DEFAULT.collectors"])
+
+    def test_ec2_and_local_sections(self) -> None:
+        got = options(self.render({"os-collect-config": {
+            "collectors": ["ec2", "local"],
+            "ec2": {"metadata_url": "http://169.254.169.254/"},
+            "local": {"path": ["/var/lib/a", "/var/lib/b"]}}})[0])
+        self.assertEqual(["/var/lib/a", "/var/lib/b"], got["local.path"])
+        self.assertEqual(["http://169.254.169.254/"], got["ec2.metadata_url"])
+
+    def test_unknown_options_are_not_written(self) -> None:
+        text = self.render({"os-collect-config": {
+            "request": {"metadata_url": "http://x/", "evil": "1"},
+            "bogus_section": {"a": "b"}}})[0]
+        self.assertNotIn("evil", text)
+        self.assertNotIn("bogus", text)
+
+    def test_unknown_collector_is_refused(self) -> None:
+        error = self.assertRaises(RenderError, self.render, {
+            "os-collect-config": {"collectors": ["ec2", "nope"]}})
+        self.assertIn("unknown nope", error.stderr)
+
+    def test_line_break_is_refused(self) -> None:
+        error = self.assertRaises(RenderError, self.render, {
+            "os-collect-config": {"request": {
+                "metadata_url": "http://x/\ncommand = touch /tmp/x"}}})
+        self.assertIn("line break", error.stderr)
+
+    def test_hostile_values_stay_data(self) -> None:
+        canary = Path(self.useFixture(fixtures.TempDir()).path, "canary")
+        for value in (f"$(touch {canary})", f"`touch {canary}`",
+                      f"'; touch {canary}; '"):
+            got = options(self.render({"os-collect-config": {
+                "request": {"metadata_url": value}}})[0])
+            self.assertEqual([value.replace("$", "$$")],
+                             got["request.metadata_url"])
+        self.assertFalse(canary.exists())
+
+    def test_non_mapping_is_refused(self) -> None:
+        self.assertRaises(RenderError, render_templates, self.element,
+                          {"os-collect-config": ["not", "a", "mapping"]},
+                          env=self.env, existing={CONF: "old\n"})
+
+
+class InstallTest(testtools.TestCase):
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.element = element_path("os-collect-config")
+        self.root = Path(self.useFixture(fixtures.TempDir()).path)
+        self.env = {
+            "DIB_OCC_UNIT_DIR": str(self.root / "usr/lib/systemd/system"),
+            "DIB_OCC_DEFAULTS_FILE": str(self.root / "usr/share/occ.json"),
+            "DIB_OCC_STATE_DIR": str(self.root / "var/lib/occ"),
+            "DIB_OCC_FILES": str(self.element / "os-collect-config-files"),
+        }
+
+    def test_unit_installed_and_enabled(self) -> None:
+        result = run_script(
+            self.element / "install.d/60-os-collect-config-service",
+            self.root, stubs=["systemctl"], env=self.env).check()
+        self.assertEqual([("systemctl", "enable",
+                           "os-collect-config.service")],
+                         result.calls_of("systemctl"))
+        unit = (self.root / "usr/lib/systemd/system/"
+                "os-collect-config.service").read_text()
+        self.assertIn("Environment=LC_ALL=C PYTHONCOERCECLOCALE=0", unit)
+        self.assertIn("ExecStart=os-collect-config --config-file "
+                      "/etc/os-collect-config.conf\n", unit)
+        self.assertIn("WantedBy=multi-user.target", unit)
+        defaults = json.loads((self.root / "usr/share/occ.json").read_text())
+        self.assertEqual({"collectors": ["heat_local", "ec2", "local"],
+                          "polling_interval": 30}, defaults)
+        local = self.root / "var/lib/occ/local-data"
+        self.assertEqual(0o700, stat.S_IMODE(local.stat().st_mode))
+
+    def test_polling_interval_and_collectors_settable(self) -> None:
+        env = dict(self.env, DIB_OS_COLLECT_CONFIG_POLLING_INTERVAL="12",
+                   DIB_OS_COLLECT_CONFIG_COLLECTORS="heat_local request")
+        run_script(self.element / "install.d/60-os-collect-config-service",
+                   self.root, stubs=["systemctl"], env=env).check()
+        defaults = json.loads((self.root / "usr/share/occ.json").read_text())
+        self.assertEqual({"collectors": ["heat_local", "request"],
+                          "polling_interval": 12}, defaults)
+
+    def test_bad_settings_fail(self) -> None:
+        for key, value in (("DIB_OS_COLLECT_CONFIG_POLLING_INTERVAL", "5m"),
+                           ("DIB_OS_COLLECT_CONFIG_COLLECTORS", "ec2 $(x)")):
+            result = run_script(
+                self.element / "install.d/60-os-collect-config-service",
+                self.root, stubs=["systemctl"], env=dict(self.env,
+                                                         **{key: value}))
+            self.assertEqual(1, result.returncode, key)
+            self.assertIn(key, result.stderr)
+
+    def test_bootstrap_config_rendered_at_build(self) -> None:
+        templates = self.element / "os-apply-config"
+        conf = self.root / "etc/os-collect-config.conf"
+        conf.parent.mkdir(parents=True)
+        result = run_script(
+            self.element / "post-install.d/60-os-collect-config-bootstrap",
+            self.root, stubs=["os-collect-config"], env={
+                "DIB_OAC_TEMPLATE_ROOT": str(templates),
+                "DIB_OCC_DEFAULTS_FILE": str(self.root / "missing.json"),
+                "DIB_OCC_CONFIG_FILE": str(conf)}).check()
+        self.assertEqual(0o600, stat.S_IMODE(conf.stat().st_mode))
+        self.assertEqual(
+            render_templates(self.element, {}, env={
+                "OS_COLLECT_CONFIG_DEFAULTS": str(self.root / "m.json")})[
+                    CONF][0], conf.read_text())
+        self.assertEqual([("os-collect-config", "--config-file", str(conf),
+                           "--print-cachedir")],
+                         result.calls_of("os-collect-config"))
+
+    def test_venv_install_is_offline(self) -> None:
+        venv_python = self.root / "venv/bin/python"
+        venv_python.parent.mkdir(parents=True)
+        venv_python.symlink_to(self.root / ".stubs/bin/venv-python")
+        result = run_script(
+            self.element / "install.d/50-os-collect-config-venv",
+            self.root, stubs=["python3", "venv-python"], env={
+                "DIB_OCC_VENV": str(self.root / "venv"),
+                "DIB_OCC_BIN_DIR": str(self.root / "usr/local/bin"),
+                "DIB_OCC_WHEEL_DIR": "/wheels"}).check()
+        self.assertEqual([("python3", "-m", "venv", str(self.root / "venv"))],
+                         result.calls_of("python3"))
+        install, uninstall = result.calls_of("venv-python")
+        self.assertIn("--no-index", install)
+        self.assertEqual(["--find-links", "/wheels"],
+                         list(install[install.index("--find-links"):][:2]))
+        self.assertEqual(("pip", "uninstall"), uninstall[2:4])
+        link = self.root / "usr/local/bin/os-collect-config"
+        self.assertEqual(str(self.root / "venv/bin/os-collect-config"),
+                         str(link.readlink()))
+
+    def test_package_install_skips_venv(self) -> None:
+        result = run_script(
+            self.element / "install.d/50-os-collect-config-venv", self.root,
+            stubs=["python3"],
+            env={"DIB_OS_COLLECT_CONFIG_INSTALL": "package"}).check()
+        self.assertEqual((), result.calls)
+
+    def test_wheels_downloaded_for_image_python(self) -> None:
+        result = run_script(
+            self.element / "extra-data.d/50-os-collect-config-wheels",
+            self.root, stubs=["hostpython"], env={
+                "DIB_OCC_HOST_PYTHON": "hostpython",
+                "TMP_HOOKS_PATH": str(self.root / "hooks")}).check()
+        [call] = result.calls_of("hostpython")
+        self.assertEqual(("-m", "pip", "download"), call[1:4])
+        self.assertIn("--only-binary=:all:", call)
+        self.assertEqual("3.11", call[call.index("--python-version") + 1])
+        self.assertIn("manylinux2014_x86_64", call)
+        self.assertEqual("os-collect-config", call[-1])
+        self.assertTrue((self.root / "hooks/os-collect-config-wheels")
+                        .is_dir())

@@ -1,0 +1,143 @@
+"""Run the heat-config element's configure script against test deployments.
+
+``run_heat_config`` lays out a scratch root (deployments file, hooks
+directory, deployed records), runs ``55-heat-config`` with every path
+pointed into it and returns what happened.  Signals go wherever the
+deployments' ``deploy_signal_id`` points: a
+:class:`tripleo_elements.testing.http.HeatServer` in tests.
+``make_deployment`` builds a deployment in the shape Heat sends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tripleo_elements.testing.elements import element_path
+
+CONFIGURE_SCRIPT = "os-refresh-config/configure.d/55-heat-config"
+HOOKS_DIR = "heat-config-hooks"
+
+
+def make_deployment(config: Any, *, group: str = "script",
+                    inputs: Mapping[str, Any] | None = None,
+                    outputs: Sequence[str] = (),
+                    signal_url: str | None = None,
+                    signal_verb: str | None = None,
+                    deployment_id: str | None = None,
+                    action: str = "CREATE",
+                    name: str = "deployment") -> dict[str, Any]:
+    """One deployment as Heat puts it in the ``deployments`` metadata key.
+
+    ``inputs`` are the user inputs; the ``deploy_*`` inputs Heat adds are
+    filled in (``deploy_signal_transport`` is CFN_SIGNAL with a
+    ``signal_url``, else NO_SIGNAL).
+    """
+    ident = deployment_id or str(uuid.uuid4())
+    all_inputs = [{"name": k, "value": v, "type": "String"}
+                  for k, v in (inputs or {}).items()]
+    all_inputs += [
+        {"name": "deploy_server_id", "value": "server-1"},
+        {"name": "deploy_action", "value": action},
+        {"name": "deploy_stack_id", "value": "stack/0001"},
+        {"name": "deploy_resource_name", "value": name},
+        {"name": "deploy_signal_transport",
+         "value": "CFN_SIGNAL" if signal_url else "NO_SIGNAL"},
+    ]
+    if signal_url:
+        all_inputs.append({"name": "deploy_signal_id", "value": signal_url})
+    if signal_verb:
+        all_inputs.append({"name": "deploy_signal_verb",
+                           "value": signal_verb})
+    return {
+        "id": ident, "name": name, "group": group, "config": config,
+        "inputs": all_inputs, "options": {},
+        "outputs": [{"name": o, "type": "String"} for o in outputs],
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class HeatConfigRun:
+    """The outcome of one run of 55-heat-config."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    root: Path
+
+    @property
+    def deployed_dir(self) -> Path:
+        return self.root / "var/lib/heat-config/deployed"
+
+    def records(self) -> list[str]:
+        """Sorted names of the files in the deployed directory."""
+        if not self.deployed_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.deployed_dir.iterdir())
+
+
+def heat_config_env(root: Path, *, attempts: int = 3, backoff: float = 0.05,
+                    timeout: float = 5) -> dict[str, str]:
+    """The environment that points 55-heat-config and its hooks at root."""
+    return {
+        "HEAT_CONFIG_FILE": str(root / "run/heat-config/heat-config"),
+        "HEAT_CONFIG_HOOKS": str(root / "usr/libexec/heat-config/hooks"),
+        "HEAT_CONFIG_DEPLOYED": str(root / "var/lib/heat-config/deployed"),
+        "HEAT_SCRIPT_WORKING": str(
+            root / "var/lib/heat-config/heat-config-script"),
+        "HEAT_APPLY_CONFIG_STATE": str(
+            root / "var/lib/heat-config/apply-config"),
+        "HEAT_CONFIG_SIGNAL_ATTEMPTS": str(attempts),
+        "HEAT_CONFIG_SIGNAL_BACKOFF": str(backoff),
+        "HEAT_CONFIG_SIGNAL_TIMEOUT": str(timeout),
+    }
+
+
+def run_heat_config(deployments: Sequence[Mapping[str, Any]] | None,
+                    root: Path, *,
+                    hooks: Mapping[str, str] | None = None,
+                    env: Mapping[str, str] | None = None,
+                    attempts: int = 3, backoff: float = 0.05,
+                    element_dir: Path | None = None,
+                    timeout: float = 120) -> HeatConfigRun:
+    """Write ``deployments`` and run 55-heat-config once, unprivileged.
+
+    The element's hooks are installed under ``root`` (the first run),
+    plus ``hooks`` (name -> executable text) which replace or add hooks.
+    ``deployments=None`` leaves the deployments file as it is (a second
+    run of the same metadata).  Retries are fast by default (``attempts``
+    tries, ``backoff`` seconds).  Nothing outside ``root`` is written.
+    """
+    root = Path(root)
+    element = element_dir or element_path("heat-config")
+    settings = heat_config_env(root, attempts=attempts, backoff=backoff)
+    hooks_dir = Path(settings["HEAT_CONFIG_HOOKS"])
+    if not hooks_dir.exists():
+        hooks_dir.mkdir(parents=True)
+        for hook in (element / HOOKS_DIR).iterdir():
+            shutil.copy2(hook, hooks_dir / hook.name)
+    for name, text in (hooks or {}).items():
+        path = hooks_dir / name
+        path.write_text(text)
+        path.chmod(0o755)
+    config_file = Path(settings["HEAT_CONFIG_FILE"])
+    if deployments is not None:
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(list(deployments)))
+        config_file.chmod(0o600)
+    run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "LANG": "C.UTF-8", "HOME": str(root)}
+    run_env.update(settings)
+    run_env.update(env or {})
+    proc = subprocess.run([sys.executable, str(element / CONFIGURE_SCRIPT)],
+                          env=run_env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    return HeatConfigRun(proc.returncode, proc.stdout, proc.stderr, root)
