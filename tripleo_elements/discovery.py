@@ -75,7 +75,10 @@ def default_roots(user_paths: Sequence[str | os.PathLike[str]] = (),
     roots: list[Path] = [Path(p) for p in user_paths]
     env_path = (environ or {}).get("ELEMENTS_PATH", "")
     roots += [Path(p) for p in env_path.split(":") if p]
-    roots += [our_elements_dir(), dib_elements_dir()]
+    # Built-in directories that are absent (an install without our
+    # elements) are left out; a directory the user named must exist.
+    roots += [d for d in (our_elements_dir(), dib_elements_dir())
+              if d.is_dir()]
     seen: set[Path] = set()
     unique = []
     for root in roots:
