@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 from tripleo_elements import errors
 from tripleo_elements.discovery import (ElementIndex, default_roots,
                                         discover)
-from tripleo_elements.element import PHASES, Element, load_element
+from tripleo_elements.element import (PHASES, RUN_PARTS_NAME, Element,
+                                      load_element)
 from tripleo_elements import tree
 
 if TYPE_CHECKING:   # graph imports networkx: only -e needs it at run time
@@ -658,12 +659,31 @@ def _comment_lines(element: Element, ctx: Context) -> Iterator[Finding]:
                               f"{name} has no comment syntax")
 
 
-@register("TIE050", ELEMENT, "script run-parts silently skips "
+_HOOK_PREFIX = re.compile(r"^[0-9]+-")
+
+
+def _looks_like_hook(path: Path) -> bool:
+    """Phase directories also carry data files the hooks install
+    (``dhcp-all-interfaces.conf``, ``foo.udev``): a skipped file is taken
+    for a hook when its name starts with ``NN-``, or when only the missing
+    execute bit keeps it from running and it starts with ``#!``."""
+    if _HOOK_PREFIX.match(path.name):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            shebang = handle.read(2) == b"#!"
+    except OSError:
+        return False
+    return shebang and RUN_PARTS_NAME.match(path.name) is not None
+
+
+@register("TIE050", ELEMENT, "hook script run-parts silently skips "
           "(bad name or not executable)")
 def _skipped(element: Element, ctx: Context) -> Iterator[Finding]:
     for skipped in tree.skipped_scripts(element):
-        yield Finding(skipped.path, 0, "TIE050",
-                      f"run-parts will skip it ({skipped.reason})")
+        if _looks_like_hook(skipped.path):
+            yield Finding(skipped.path, 0, "TIE050",
+                          f"run-parts will skip it ({skipped.reason})")
 
 
 def _exclusive(a: Element, b: Element) -> bool:

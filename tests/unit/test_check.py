@@ -300,6 +300,18 @@ class TestMessages(CheckTestCase):
         self.assertIn("not executable", found[0].message)
         self.assertIn("name must match", found[1].message)
 
+    def test_data_files_next_to_hooks_are_not_hooks(self) -> None:
+        element(self.root, "one", {
+            "install.d/50-install-conf": script("cp foo.conf /etc\n"),
+            "install.d/foo.conf": "key=value\n",
+            "install.d/helper.sh": script(),
+            "install.d/foo@.service": "[Unit]\n",
+            "cleanup.d/99-no-shebang": "set -eu\n",
+            "cleanup.d/tool": ("#!/bin/bash\n", 0o644)})
+        found = self.run_check(select=["TIE050"])
+        self.assertEqual(["99-no-shebang", "tool"],
+                         [f.path.name for f in found])
+
     def test_collision_in_resolved_set(self) -> None:
         element(self.root, "os", {"element-provides": "operating-system\n",
                                   "install.d/10-a": script()})
