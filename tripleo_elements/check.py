@@ -1234,8 +1234,12 @@ def check_elements(elements: Sequence[Element], *,
     if pending is not None:
         found.update(pending.result())
     disabled = {src.path: src.disabled for src in files if src.disabled}
+    # The shellcheck notice passes any --select that wanted shellcheck:
+    # only --ignore TIE080 (or --no-shellcheck) silences it.
     return sorted(f for f in found
-                  if enabled(f.code, select, ignore)
+                  if (enabled(f.code, select, ignore)
+                      or (f.code == SHELLCHECK_MISSING
+                          and not _matches(f.code, ignore)))
                   and f.code not in disabled.get(f.path, ()))
 
 

@@ -440,6 +440,10 @@ class TestShellcheck(CheckTestCase):
         found = self.run_check(shellcheck=True)
         self.assertEqual([check.SHELLCHECK_MISSING], self.codes(found))
         self.assertIn("2 bash script(s) not checked", found[0].message)
+        self.assertEqual([check.SHELLCHECK_MISSING], self.codes(
+            self.run_check(shellcheck=True, select=["SC2086"])))
+        self.assertEqual([], self.run_check(shellcheck=True,
+                                            ignore=["TIE080"]))
 
     def test_cache_by_content(self) -> None:
         element(self.root, "one", {"install.d/10-a": script()})
