@@ -55,6 +55,11 @@ class ResolutionTest(testtools.TestCase):
                 self.assertEqual(0, proc.returncode,
                                  f"{name} {distro}: {proc.stderr}")
                 mapped = proc.stdout.split()
-                self.assertEqual(len(installs), len(mapped), name)
+                # An empty mapping skips a package on purpose (ifupdown
+                # outside Debian); on Debian every package is installed.
+                if distro == "debian":
+                    self.assertEqual(len(installs), len(mapped), name)
+                else:
+                    self.assertNotEqual([], mapped, f"{name} {distro}")
                 checked += 1
         self.assertGreater(checked, 0)

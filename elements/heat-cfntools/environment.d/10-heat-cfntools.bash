@@ -2,3 +2,7 @@
 # part) from the config drive first; set by the cloud-init-datasources
 # element, which fails when this is empty.
 export DIB_CLOUD_INIT_DATASOURCES=${DIB_CLOUD_INIT_DATASOURCES:-"ConfigDrive, OpenStack"}
+# cloud-init writes the network configuration from the config drive (or
+# DHCP on the first interface): no interface stanzas baked in by debootstrap,
+# whose eth0 names do not exist with predictable interface names.
+export DIB_APT_MINIMAL_CREATE_INTERFACES=${DIB_APT_MINIMAL_CREATE_INTERFACES:-0}
