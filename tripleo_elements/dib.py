@@ -251,6 +251,8 @@ class BuildResult:
 
 
 _PHASE = re.compile(r"(?:hooks|in_target\.d)/([a-z-]+\.d)(?:/([\w-]+))?")
+#: Steps after the last hook phase, named by the line that starts them.
+_STEPS = (("Converting image using qemu-img", "convert"),)
 
 
 class Progress:
@@ -268,6 +270,12 @@ class Progress:
 
     def line(self, text: str) -> None:
         self.tail = (self.tail + [text])[-30:]
+        for marker, step in _STEPS:
+            if marker in text:
+                self._close_phase()
+                self.phase, self.script = step, None
+                self.report(step, None)
+                return
         match = _PHASE.search(text)
         if not match:
             return
@@ -378,13 +386,18 @@ def _publish(plan: BuildPlan) -> tuple[Artifact, ...]:
 
 
 def _packages(manifest_dir: Path) -> dict[str, str]:
+    """Installed packages from diskimage-builder's dpkg manifest (JSON:
+    ``{"packages": [{"package", "version", ...}]}``)."""
     packages: dict[str, str] = {}
-    for path in sorted(manifest_dir.glob("dib-manifests/dpkg-manifest*")):
-        for line in path.read_text(errors="replace").splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and not line.startswith("#"):
-                packages[parts[0]] = parts[1]
-    return packages
+    for path in sorted(manifest_dir.glob("dib-manifests/dib-manifest-dpkg-*")):
+        try:
+            entries = json.loads(path.read_text())["packages"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        for entry in entries:
+            if isinstance(entry, dict) and "package" in entry:
+                packages[entry["package"]] = str(entry.get("version", ""))
+    return dict(sorted(packages.items()))
 
 
 def _write_manifest(plan: BuildPlan, artifacts: Sequence[Artifact],

@@ -62,6 +62,11 @@ case "$FAKE_DIB_MODE" in
         sleep 60 & wait;;
 esac
 echo "Running hooks from $TMP_DIR/hooks/finalise.d"
+mkdir -p "$out.d/dib-manifests"
+echo '{"packages": [{"package": "zlib1g", "version": "1:1.2.13"},
+{"package": "bash", "version": "5.2"}]}' \\
+    > "$out.d/dib-manifests/dib-manifest-dpkg-x"
+echo "Converting image using qemu-img convert"
 echo "new image" > "$out.qcow2"
 """
 
@@ -193,6 +198,11 @@ class ExecuteTest(testtools.TestCase):
         self.assertEqual(list(self.plan.elements), manifest["elements"])
         self.assertFalse(self.plan.workdir.exists())
         self.assertIn("root.d", dict(result.phases))
+        self.assertIn("convert", dict(result.phases))
+        self.assertEqual({"bash": "5.2", "zlib1g": "1:1.2.13"},
+                         manifest["packages"])
+        self.assertTrue(
+            (self.tmp / "out" / "img.d" / "dib-manifests").is_dir())
         self.assertIn(("root.d", "10-something"), self.reports)
         argv = self.record.read_text().splitlines()
         self.assertEqual(list(self.plan.elements),
