@@ -994,16 +994,17 @@ def run_shellcheck(paths: Sequence[Path], severity: str = "warning",
                    binary: str = "shellcheck") -> list[dict[str, Any]]:
     """Run shellcheck once over ``paths`` and return its json1 comments.
 
-    The one place this module starts a process.  All files are checked
-    as bash (``--shell=bash``).  Raises :class:`errors.TieError` when
-    shellcheck fails to run.
+    The one place this module starts a process (through
+    :func:`process.run`).  All files are checked as bash
+    (``--shell=bash``).  Raises :class:`errors.TieError` when shellcheck
+    fails to run.
     """
-    import subprocess
+    from tripleo_elements import process
     if not paths:
         return []
     argv = [binary, "--format=json1", "--shell=bash",
             f"--severity={severity}", "--", *map(str, paths)]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = process.run(argv, check=False)
     if proc.returncode not in (0, 1):
         raise errors.TieError(
             f"shellcheck failed (exit {proc.returncode}): "
