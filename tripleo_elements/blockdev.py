@@ -23,10 +23,11 @@ Debian 12 host and guest, grub 2.06, no device-mapper, devtmpfs /dev):
   the ``bootloader`` finalise step runs ``grub-install --target=i386-pc
   --force /dev/loopN`` in the chroot, which reports no error, and
   grub-mkconfig finds the kernel.  The image then boots under qemu from
-  its own MBR and GRUB to a login prompt; the kernel command line says
-  ``root=LABEL=cloudimg-rootfs`` and fstab uses the label, so no loop
-  device path ends up in the image.  (DIB's bootloader script notes
-  that grub >= 2.02~beta3 accepts ``/dev/loopXpN``.)
+  its own MBR and GRUB to a login prompt.  No loop device path ends up
+  in the image: grub.cfg finds / with ``search --fs-uuid``, the kernel
+  gets ``root=LABEL=cloudimg-rootfs`` and fstab uses the label.
+  (DIB's bootloader script notes that grub >= 2.02~beta3 accepts
+  ``/dev/loopXpN``.)
 - devtmpfs creates ``/dev/loopNpM`` itself as soon as ``partx -a`` adds
   the partition; the ``mknod`` fallback is for a static ``/dev``.
 - ``partx -a`` exits 1 when the kernel already knows the partitions

@@ -1,5 +1,9 @@
 """The base image (debian-minimal + vm) builds and boots to a login prompt.
 
+Also checks the ``partitioning_nodm`` block-device plugin the whole-disk
+build relies on where the kernel has no device-mapper, against a real
+loop device.
+
 Root-only tier: builds with the project's ``build-image`` CLI, then boots
 the whole-disk qcow2 from its own bootloader in qemu (TCG unless KVM
 really works here) and waits for ``login:`` on the serial console.
@@ -12,9 +16,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
+from typing import Any
+
+from diskimage_builder.block_device.level0 import localloop
 
 from tests.functional import base
+from tripleo_elements import blockdev
 from tripleo_elements.testing import qemu
 
 # Measured: about 70-110 s to a login prompt under TCG on 2 cores; the
@@ -53,3 +62,48 @@ class TestBaseImage(base.FunctionalTestCase):
         # bootloader from the partitioned disk: no -kernel was given.
         self.assertNotIn("-kernel", vm.argv())
         self.assertIn("Debian GNU/Linux 12", console)
+
+
+class TestNoDeviceMapperPlugin(base.FunctionalTestCase):
+    """The partitioning_nodm plugin against a real loop device (seconds)."""
+
+    def test_partitions_appear_and_go(self) -> None:
+        image = self.workdir / "image0.raw"
+        with open(image, "wb") as handle:
+            handle.truncate(64 * 1024 * 1024)
+        loop = localloop.loopdev_attach(str(image), 512)
+        self.addCleanup(localloop.loopdev_detach, loop)
+        state: dict[str, Any] = {"blockdev": {"image0": {
+            "image": str(image), "device": loop}}}
+        plugin = blockdev.NoDeviceMapperPartitioning(
+            {"name": "partitioning_nodm_image0", "base": "image0",
+             "label": "mbr",
+             "partitions": [
+                 {"name": "boot", "base": "image0", "size": "8MiB",
+                  "flags": ["boot", "primary"]},
+                 {"name": "root", "base": "image0", "size": "100%",
+                  "flags": ["primary"]}]},
+            {}, state)
+        nodes = plugin.get_nodes()
+        self.assertEqual(2, len(nodes))
+        try:
+            for node in nodes:
+                node.create()
+        except Exception:
+            for node in reversed(nodes):
+                node.rollback()
+            raise
+        devices = [state["blockdev"][n]["device"] for n in ("boot", "root")]
+        self.assertEqual([f"{loop}p1", f"{loop}p2"], devices)
+        for device in devices:
+            self.assertTrue(stat.S_ISBLK(os.stat(device).st_mode), device)
+        with open(devices[1], "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            self.assertGreater(handle.tell(), 50 * 1024 * 1024)
+        for node in reversed(nodes):
+            node.umount()
+        name = os.path.basename(loop)
+        self.assertEqual([], sorted(
+            p.name for p in Path("/sys/block", name).glob(f"{name}p*")))
+        for device in devices:
+            self.assertFalse(os.path.exists(device), device)

@@ -69,14 +69,15 @@ def spawn(argv: Sequence[str], output: IO[bytes] | None = None,
     """Start ``argv`` (stdin closed, stdout+stderr to ``output``).
 
     The only place this module creates processes.  Logs a copy-pasteable
-    command line.  Raises VmError when the program is missing.
+    command line.  Raises VmError when the program is missing.  The child
+    stays in our process group so a Ctrl-C of the test run reaches it.
     """
     logger.info("running: %s", shlex.join(argv))
     try:
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL,
             stdout=output if output is not None else subprocess.DEVNULL,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT)
     except FileNotFoundError as exc:
         raise VmError(f"{argv[0]}: not found",
                       "install qemu-system-x86 and qemu-utils") from exc
@@ -140,8 +141,14 @@ def probe_accel(accel: str, timeout: float = 3.0,
 
 @functools.lru_cache(maxsize=None)
 def _detect_accel_cached(timeout: float) -> str:
-    if kvm_device_usable() and probe_accel("kvm", timeout):
+    if not kvm_device_usable():
+        logger.info("qemu accelerator: tcg (/dev/kvm not usable)")
+        return "tcg"
+    if probe_accel("kvm", timeout):
+        logger.info("qemu accelerator: kvm")
         return "kvm"
+    logger.warning("qemu accelerator: tcg (a KVM guest made no progress "
+                   "within %.0f s)", timeout)
     return "tcg"
 
 
