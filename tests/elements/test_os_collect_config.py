@@ -206,6 +206,10 @@ class InstallTest(testtools.TestCase):
         venv_python = self.root / "venv/bin/python"
         venv_python.parent.mkdir(parents=True)
         venv_python.symlink_to(self.root / ".stubs/bin/venv-python")
+        site = self.root / "venv/lib/python3.11/site-packages"
+        (site / "lib1/tests").mkdir(parents=True)
+        (site / "lib1/tests/test_x.py").write_text("")
+        (site / "lib1/core.py").write_text("")
         result = run_script(
             self.element / "install.d/50-os-collect-config-venv",
             self.root, stubs=["python3", "venv-python"], env={
@@ -219,6 +223,8 @@ class InstallTest(testtools.TestCase):
         self.assertEqual(["--find-links", "/wheels"],
                          list(install[install.index("--find-links"):][:2]))
         self.assertEqual(("pip", "uninstall"), uninstall[2:4])
+        self.assertFalse((site / "lib1/tests").exists())
+        self.assertTrue((site / "lib1/core.py").exists())
         link = self.root / "usr/local/bin/os-collect-config"
         self.assertEqual(str(self.root / "venv/bin/os-collect-config"),
                          str(link.readlink()))
