@@ -1,0 +1,302 @@
+"""Reuse a built image while nothing that goes into it has changed.
+
+``cached_build(["-e", "heat-cfntools"], cache_dir)`` returns
+``cache_dir/<key>.qcow2``, building it with ``build-image ARGS -o
+cache_dir/<key>`` only when no image of that key is there.  The key is a
+sha256 over everything the build reads that this host controls:
+
+* every file of every resolved element (each source directory of the
+  plan, symlinks followed as the staged tree follows them): its path
+  inside the element, its mode and its content;
+* the ``disk-image-create`` command and the environment the plan adds,
+  with the output and work-directory paths replaced by placeholders, and
+  the block-device configuration the plan writes;
+* the build host's ``DIB_*`` variables (they reach the build);
+* the source of this package's build code (``tripleo_elements/*.py``,
+  not ``testing/``) and the installed diskimage-builder version.
+
+What the key cannot see: packages changing on the mirror.  Remove the
+cache directory (or set ``TIE_IMAGE_CACHE`` elsewhere) to force a fresh
+build.  Only the newest :data:`KEEP` images are kept; an image that is
+reused counts as new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from tripleo_elements import cli, dib, errors, process
+from tripleo_elements.discovery import default_roots, discover
+
+CACHE_ENV = "TIE_IMAGE_CACHE"
+DEFAULT_CACHE = Path("~/.cache/tripleo-image-elements/images")
+#: How many images to keep in the cache directory.
+KEEP = 3
+KEY_FORMAT = "tie-image-key-1"
+#: Host variables that change where DIB keeps things, not what it builds.
+IGNORED_ENV = frozenset({"DIB_IMAGE_CACHE", "DIB_DEBUG_TRACE",
+                         "DIB_SHOW_IMAGE_USAGE"})
+#: Placeholder names for the paths a plan carries.
+WORKDIR_MARK = "@WORKDIR@"
+OUTPUT_MARK = "@OUTPUT@"
+#: The output name the key's plan is made with (the key is not known yet).
+KEY_PLACEHOLDER = "tie-image-key-placeholder"
+#: Files every image of the cache has next to it (``<key><suffix>``).
+SUFFIXES = (".qcow2", ".qcow2.sha256", ".manifest.json", ".log",
+            ".build.log", ".d", ".lock")
+_SKIP_NAMES = frozenset({"__pycache__", ".pytest_cache"})
+
+
+class CacheError(errors.TieError):
+    ref = "image-cache"
+    exit_code = errors.EXIT_FAILED
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$TIE_IMAGE_CACHE``, else
+    ``~/.cache/tripleo-image-elements/images``."""
+    env = os.environ if environ is None else environ
+    value = env.get(CACHE_ENV, "").strip()
+    return Path(value).expanduser() if value else DEFAULT_CACHE.expanduser()
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyParts:
+    """What the key is computed over (each part hashed separately, so a
+    changed key can be explained by comparing the parts)."""
+
+    elements: Mapping[str, str]
+    plan: str
+    host_env: str
+    project: str
+
+    def digest(self) -> str:
+        h = hashlib.sha256(KEY_FORMAT.encode() + b"\0")
+        for name, value in sorted(self.elements.items()):
+            h.update(f"element {name} {value}\n".encode())
+        h.update(f"plan {self.plan}\n".encode())
+        h.update(f"env {self.host_env}\n".encode())
+        h.update(f"project {self.project}\n".encode())
+        return h.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every entry below ``root``: relative name, kind, mode,
+    content (files) or target (symlinks, whose targets are followed as
+    well).  ``__pycache__`` and ``*.pyc`` are left out: Python writes
+    them when the elements' own tests run, and DIB never runs them."""
+    h = hashlib.sha256()
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            # A symlink loop: record it, do not descend again.
+            h.update(f"loop {os.path.relpath(dirpath, root)}\n".encode())
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
+        rel_dir = os.path.relpath(dirpath, root)
+        h.update(f"dir {rel_dir} "
+                 f"{stat.S_IMODE(os.stat(dirpath).st_mode):o}\n".encode())
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                h.update(f"dirlink {os.path.join(rel_dir, name)} -> "
+                         f"{os.readlink(path)}\n".encode())
+        for name in sorted(filenames):
+            if name.endswith(".pyc"):
+                continue
+            path = os.path.join(dirpath, name)
+            rel = os.path.join(rel_dir, name)
+            if os.path.islink(path):
+                h.update(f"link {rel} -> {os.readlink(path)}\n".encode())
+            try:
+                info = os.stat(path)
+            except OSError:
+                h.update(f"dangling {rel}\n".encode())
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                h.update(f"special {rel} {info.st_mode:o}\n".encode())
+                continue
+            h.update(f"file {rel} {stat.S_IMODE(info.st_mode):o} "
+                     f"{_file_sha256(Path(path))}\n".encode())
+    return h.hexdigest()
+
+
+def _normalise(text: str, plan: dib.BuildPlan) -> str:
+    output = plan.images[0].with_suffix("") if plan.images else None
+    text = text.replace(str(plan.workdir), WORKDIR_MARK)
+    if output is not None:
+        text = text.replace(str(output), OUTPUT_MARK)
+        text = text.replace(output.name, OUTPUT_MARK)
+    return text
+
+
+def plan_digest(plan: dib.BuildPlan) -> str:
+    """The plan's command, added environment and block-device config,
+    without the paths that name where it is built."""
+    data = {
+        "command": [_normalise(a, plan) for a in plan.command],
+        "environment": {k: _normalise(v, plan)
+                        for k, v in sorted(plan.environment.items())},
+        "block_device_config": plan.block_device_config,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()
+                          ).hexdigest()
+
+
+def host_env_digest(environ: Mapping[str, str]) -> str:
+    items = sorted((k, v) for k, v in environ.items()
+                   if k.startswith("DIB_") and k not in IGNORED_ENV)
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+
+
+def project_digest() -> str:
+    """Our build code (not the test helpers) and DIB's version."""
+    from importlib import metadata
+    package = Path(dib.__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(package.glob("*.py")):
+        h.update(f"{path.name} {_file_sha256(path)}\n".encode())
+    h.update(f"diskimage-builder "
+             f"{metadata.version('diskimage-builder')}\n".encode())
+    return h.hexdigest()
+
+
+def key_parts(plan: dib.BuildPlan, environ: Mapping[str, str]) -> KeyParts:
+    elements = {name: tree_digest(Path(plan.sources[name]))
+                for name in plan.elements}
+    return KeyParts(elements=elements, plan=plan_digest(plan),
+                    host_env=host_env_digest(environ),
+                    project=project_digest())
+
+
+def plan_for(args: Sequence[str], output: Path,
+             environ: Mapping[str, str]) -> dib.BuildPlan:
+    """The plan ``build-image ARGS -o OUTPUT`` would carry out."""
+    if any(a in ("-o", "--output") or a.startswith("--output=")
+           for a in args):
+        raise errors.UsageError(
+            "cached_build: the arguments may not name the output (-o)",
+            "the cache chooses it from the key")
+    parsed = cli.build_parser().parse_args(
+        ["plan", *args, "-o", str(output)])
+    options = dib.BuildOptions(
+        elements=tuple(parsed.elements), output=Path(parsed.output),
+        types=tuple(t for t in parsed.types.split(",") if t),
+        release=parsed.release, arch=parsed.arch,
+        elements_path=tuple(Path(p) for p in parsed.elements_path),
+        no_defaults=parsed.no_defaults)
+    if options.types != ("qcow2",):
+        raise errors.UsageError("cached_build: only qcow2 images are cached",
+                                "drop -t")
+    index = discover(default_roots(parsed.elements_path, environ))
+    return dib.plan_from_options(options, index, environ)
+
+
+def image_key(args: Sequence[str], cache_dir: Path,
+              environ: Mapping[str, str] | None = None) -> str:
+    env = dict(os.environ if environ is None else environ)
+    plan = plan_for(args, Path(cache_dir) / KEY_PLACEHOLDER, env)
+    return key_parts(plan, env).digest()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock: two runs never build the same key at once."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def prune(cache_dir: Path, keep: int = KEEP,
+          protect: Sequence[str] = ()) -> list[str]:
+    """Remove all but the ``keep`` newest images (by mtime); the keys in
+    ``protect`` always stay.  Returns the keys removed."""
+    images = sorted(Path(cache_dir).glob("*.qcow2"),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = []
+    for image in images[keep:]:
+        key = image.name[:-len(".qcow2")]
+        if key in protect:
+            continue
+        for suffix in SUFFIXES:
+            _remove(Path(cache_dir) / f"{key}{suffix}")
+        removed.append(key)
+    return removed
+
+
+def _build_command() -> str:
+    return str(Path(sys.executable).parent / "build-image")
+
+
+def cached_build(args: list[str], cache_dir: Path | None = None, *,
+                 environ: Mapping[str, str] | None = None,
+                 keep: int = KEEP) -> Path:
+    """``cache_dir/<key>.qcow2`` for ``build-image ARGS``: reused when
+    present, else built (log: ``<key>.build.log``).  ``environ`` is the
+    build's environment (default: this process's); the image and its
+    ``<key>.manifest.json`` and ``<key>.d/`` are written by build-image
+    itself, atomically, only when the build succeeds.
+    Raises CacheError when the build fails.
+    """
+    env = dict(os.environ if environ is None else environ)
+    cache = Path(cache_dir) if cache_dir is not None \
+        else default_cache_dir(env)
+    cache.mkdir(parents=True, exist_ok=True)
+    cache = cache.resolve()
+    key = image_key(args, cache, env)
+    image = cache / f"{key}.qcow2"
+    with _locked(cache / f"{key}.lock"):
+        if not (image.is_file()
+                and (cache / f"{key}.manifest.json").is_file()):
+            _build(args, cache / key, env)
+        now = time.time()
+        os.utime(image, (now, now))
+    prune(cache, keep, protect=(key,))
+    return image
+
+
+def _build(args: Sequence[str], output: Path,
+           env: Mapping[str, str]) -> None:
+    argv = [_build_command(), "build", *args, "-o", str(output)]
+    log = output.with_name(output.name + ".build.log")
+    with open(log, "w", encoding="utf-8", buffering=1) as handle:
+        code = process.stream(argv, env=dict(env), log=handle,
+                              on_line=lambda line: None)
+    if code != 0 or not output.with_suffix(".qcow2").is_file():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+        raise CacheError(
+            f"{' '.join(argv)}: {process.explain(code)}; log: {log}\n{tail}",
+            f"read {log} and {output}.log")
