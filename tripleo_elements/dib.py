@@ -343,8 +343,13 @@ def execute(plan: BuildPlan, environ: Mapping[str, str],
                 f"read {plan.log}; re-run with DIB_DEBUG_TRACE=1 for a "
                 "shell trace")
         artifacts = _publish(plan)
-    except BaseException:
-        cleanup.remove_workdir(plan.workdir)
+    except BaseException as exc:
+        try:
+            cleanup.remove_workdir(plan.workdir)
+        except errors.TieError as left:
+            # Keep the build's own error; say what could not be undone.
+            if isinstance(exc, errors.TieError):
+                exc.message += f"; cleanup: {left.message}"
         raise
     phases = progress.finish()
     manifest = _write_manifest(plan, artifacts, phases,

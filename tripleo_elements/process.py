@@ -84,10 +84,11 @@ def stream(argv: Sequence[str], *, env: Mapping[str, str],
     timestamp) and to ``on_line``.  Returns the exit code.
 
     The child runs in its own process group.  SIGINT or SIGTERM received
-    here is passed on to that group as SIGINT (the child's own cleanup
-    traps run); a second signal, or ``grace`` seconds without exit, sends
-    SIGTERM and then SIGKILL.  After the child has exited,
-    :class:`Interrupted` is raised so the caller can clean up.
+    here is passed on to that group as SIGTERM: disk-image-create carries
+    on through SIGINT but runs its cleanup traps on SIGTERM.  A second
+    signal, or ``grace`` seconds without exit, sends SIGKILL.  After the
+    child has exited, :class:`Interrupted` is raised so the caller can
+    clean up what the child left.
     """
     LOG.debug("+ %s", shlex.join(argv))
     log.write(f"+ {shlex.join(argv)}\n")
@@ -105,19 +106,16 @@ def stream(argv: Sequence[str], *, env: Mapping[str, str],
         deadline = time.monotonic() + grace
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if proc.poll() is not None:
-                return
-            _signal_group(proc.pid, sig)
-            time.sleep(10)
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGKILL)
 
     def handler(signum: int, _frame: object) -> None:
         received.append(signum)
         if len(received) == 1:
-            _signal_group(proc.pid, signal.SIGINT)
+            _signal_group(proc.pid, signal.SIGTERM)
             threading.Thread(target=escalate, daemon=True).start()
         else:
-            _signal_group(proc.pid, signal.SIGTERM)
+            _signal_group(proc.pid, signal.SIGKILL)
 
     old = {}
     if threading.current_thread() is threading.main_thread():

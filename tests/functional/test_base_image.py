@@ -23,7 +23,7 @@ from typing import Any
 from diskimage_builder.block_device.level0 import localloop
 
 from tests.functional import base
-from tripleo_elements import blockdev
+from tripleo_elements import nodm_plugin
 from tripleo_elements.testing import qemu
 
 # Measured under TCG, 1 vCPU, on a 2-core host: 123 s to the login
@@ -76,7 +76,7 @@ class TestNoDeviceMapperPlugin(base.FunctionalTestCase):
         self.addCleanup(localloop.loopdev_detach, loop)
         state: dict[str, Any] = {"blockdev": {"image0": {
             "image": str(image), "device": loop}}}
-        plugin = blockdev.NoDeviceMapperPartitioning(
+        plugin = nodm_plugin.NoDeviceMapperPartitioning(
             {"name": "partitioning_nodm_image0", "base": "image0",
              "label": "mbr",
              "partitions": [

@@ -17,7 +17,7 @@ from diskimage_builder.block_device.exception import \
 from diskimage_builder.block_device.level1 import partitioning as dib_part
 
 from tripleo_elements import blockdev
-from tripleo_elements import errors
+from tripleo_elements import errors, nodm_plugin
 
 # A loop device number no real host has, so checks of /dev find nothing.
 LOOP = "/dev/loop99999"
@@ -264,7 +264,7 @@ class TestPlugin(testtools.TestCase):
         self.sudo = FakeSudo()
         # Our module and DIB's partitioning module (sgdisk for GPT).
         self.useFixture(fixtures.MonkeyPatch(
-            "tripleo_elements.blockdev.exec_sudo", self.sudo))
+            "tripleo_elements.nodm_plugin.exec_sudo", self.sudo))
         self.useFixture(fixtures.MonkeyPatch(
             "diskimage_builder.block_device.level1.partitioning.exec_sudo",
             self.sudo))
@@ -277,7 +277,7 @@ class TestPlugin(testtools.TestCase):
         (d / "dev").write_text(devno + "\n")
 
     def plugin(self, label: str = "mbr", parts: int = 1,
-               ) -> tuple[blockdev.NoDeviceMapperPartitioning,
+               ) -> tuple[nodm_plugin.NoDeviceMapperPartitioning,
                           dict[str, Any]]:
         partitions: list[dict[str, Any]] = [
             {"name": f"p{i}", "base": "image0",
@@ -289,13 +289,13 @@ class TestPlugin(testtools.TestCase):
                 part["flags"] = ["primary"]
         state: dict[str, Any] = {"blockdev": {"image0": {
             "image": str(self.image), "device": LOOP}}}
-        plugin = blockdev.NoDeviceMapperPartitioning(
+        plugin = nodm_plugin.NoDeviceMapperPartitioning(
             {"name": "partitioning_nodm_image0", "base": "image0",
              "label": label, "partitions": partitions}, {}, state)
         plugin.sys_block = str(self.sys_block)
         return plugin, state
 
-    def create_all(self, plugin: blockdev.NoDeviceMapperPartitioning
+    def create_all(self, plugin: nodm_plugin.NoDeviceMapperPartitioning
                    ) -> None:
         for node in plugin.get_nodes():
             node.create()

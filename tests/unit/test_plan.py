@@ -57,7 +57,8 @@ case "$FAKE_DIB_MODE" in
         echo "boom: something broke"
         exit 3;;
     hang)
-        trap 'echo "cleanup trap ran"; exit 130' INT
+        trap 'echo "ignoring SIGINT, as disk-image-create does"' INT
+        trap 'echo "cleanup trap ran"; exit 143' TERM
         echo "waiting"
         sleep 60 & wait;;
 esac
@@ -224,7 +225,7 @@ class ExecuteTest(testtools.TestCase):
         self.assertFalse(self.plan.workdir.exists())
         self.assertIn("boom: something broke", self.plan.log.read_text())
 
-    def test_sigint_runs_the_cleanup_trap_and_keeps_old_image(self) -> None:
+    def test_sigint_terminates_build_cleanly_and_keeps_old_image(self) -> None:
         image = self.tmp / "out" / "img.qcow2"
         image.write_text("good old image\n")
 
