@@ -1,10 +1,12 @@
-"""The base image (debian-minimal + vm) builds and boots to a login prompt.
+"""The default image (``build-image`` with no -e: debian-minimal, vm and
+the heat-cfntools entry element) builds and boots to a login prompt.
 
 Also checks the ``partitioning_nodm`` block-device plugin the whole-disk
 build relies on where the kernel has no device-mapper, against a real
 loop device.
 
-Root-only tier: builds with the project's ``build-image`` CLI, then boots
+Root-only tier: builds with the project's ``build-image`` CLI (through the
+image cache, so the Heat tier reuses the same image), then boots
 the whole-disk qcow2 from its own bootloader in qemu (TCG unless KVM
 really works here) and waits for ``login:`` on the serial console.
 Set TIE_BASE_IMAGE=/path/base.qcow2 to boot an existing image instead of
@@ -24,7 +26,7 @@ from diskimage_builder.block_device.level0 import localloop
 
 from tests.functional import base
 from tripleo_elements import nodm_plugin
-from tripleo_elements.testing import qemu
+from tripleo_elements.testing import imagecache, qemu
 
 # Measured under TCG, 1 vCPU, on a 2-core host: 123 s to the login
 # prompt when idle, about 175 s with two other builds running; the limit
@@ -40,11 +42,7 @@ class TestBaseImage(base.FunctionalTestCase):
         prebuilt = os.environ.get(base.PREBUILT_ENV)
         if prebuilt:
             return Path(prebuilt)
-        output = self.workdir / "out" / "base"
-        log = self.workdir / "build.log"
-        self.addOnException(
-            lambda exc_info: self.attach_log("build-log-tail", log, 200))
-        return base.build_image([], output, log=log)
+        return imagecache.cached_build([])
 
     def test_boots_to_login_prompt(self) -> None:
         if shutil.which(qemu.QEMU) is None:
