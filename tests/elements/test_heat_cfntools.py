@@ -97,6 +97,24 @@ class StatelessCheckTest(testtools.TestCase):
         self.assertEqual(0, self.check()[0])
 
 
+class MachineIdTest(testtools.TestCase):
+
+    def test_machine_ids_emptied_links_kept(self) -> None:
+        root = Path(self.useFixture(fixtures.TempDir()).path)
+        etc_id = root / "etc/machine-id"
+        etc_id.parent.mkdir()
+        etc_id.write_text("uninitialized\n")
+        dbus_id = root / "dbus-machine-id"
+        dbus_id.symlink_to(etc_id)
+        script = (element_path("heat-cfntools")
+                  / "finalise.d/99-stateless-machine-id")
+        run_script(script, root, env={
+            "DIB_MACHINE_ID_FILES": f"{etc_id} {dbus_id} {root}/absent"}
+        ).check()
+        self.assertEqual("", etc_id.read_text())
+        self.assertTrue(dbus_id.is_symlink())
+
+
 class LvmUdevFixTest(testtools.TestCase):
 
     def setUp(self) -> None:
