@@ -1166,7 +1166,7 @@ def validate_codes(patterns: Iterable[str]) -> None:
                 and not SHELLCHECK_PREFIX.startswith(pattern):
             raise errors.UsageError(
                 f"'{pattern}' matches no check code",
-                "codes are listed in doc/check.rst: TIE001..., or "
+                "codes are listed in the README: TIE001..., or "
                 "shellcheck's SCnnnn")
 
 

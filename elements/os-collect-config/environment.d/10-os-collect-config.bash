@@ -4,5 +4,5 @@ export DIB_OS_COLLECT_CONFIG_COLLECTORS=${DIB_OS_COLLECT_CONFIG_COLLECTORS:-"hea
 # How os-collect-config is installed: "venv" (wheels fetched on the build
 # host, installed offline into /opt/os-collect-config) or "package" (the
 # distribution's package; on Debian 12 it pulls ~400 MB more, see
-# doc/elements.rst).  package-installs.yaml reads it, so it must be set.
+# the README, "Packages or a virtualenv?").  package-installs.yaml reads it, so it must be set.
 export DIB_OS_COLLECT_CONFIG_INSTALL=${DIB_OS_COLLECT_CONFIG_INSTALL:-venv}
