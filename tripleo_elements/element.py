@@ -42,8 +42,13 @@ class Element:
     name: str
     location: str
     root: Path
-    depends: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def depends(self) -> tuple[str, ...]:
+        """``element-deps``, read on first use: resolving a request reads
+        it only for the elements the request reaches."""
+        return read_name_list(os.path.join(self.location, "element-deps"))
 
     @functools.cached_property
     def path(self) -> Path:
@@ -100,6 +105,5 @@ def load_element(path: str | os.PathLike[str],
         name=os.path.basename(spath),
         location=spath,
         root=root if root is not None else Path(spath).parent,
-        depends=read_name_list(os.path.join(spath, "element-deps")),
         provides=read_name_list(os.path.join(spath, "element-provides")),
     )
