@@ -15,7 +15,10 @@ And the lvextend check once more on an image built without
 lvm-udev-lvextend-fix, recording whether the bug shows on Debian 12.
 
 ``TIE_HEAT_IMAGE`` / ``TIE_NOFIX_IMAGE`` name prebuilt images to use
-instead (to iterate on the checks); ``TIE_IMAGE_CACHE`` the cache.
+instead (to iterate on the checks); ``TIE_IMAGE_CACHE`` the cache;
+``TIE_GUEST_DHCP_WORKAROUND=1`` makes the user data start DHCP itself (a
+debugging aid for images that bring no network setup; recorded in the
+test's details when used).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def build_env() -> dict[str, str]:
 def nofix_args() -> list[str]:
     """The heat-cfntools stack without lvm-udev-lvextend-fix (which
     heat-cfntools depends on, so it cannot be dropped from that request)
-    and with lvm2 from a test element instead."""
+    and with lvm2 and ifupdown from a test element instead."""
     deps = [d.strip() for d in
             (HEAT_ENTRY / "element-deps").read_text().splitlines()
             if d.strip() and d.strip() != FIX_ELEMENT]
@@ -108,9 +111,10 @@ class _Built:
 
 
 HEAT_IMAGE = _Built(lambda: list(HEAT_ARGS), "TIE_HEAT_IMAGE", {})
-# heat-cfntools' environment.d sets the datasources; without it, say so.
+# What heat-cfntools' environment.d would set (it is not in this image).
 NOFIX_IMAGE = _Built(nofix_args, "TIE_NOFIX_IMAGE",
-                     {"DIB_CLOUD_INIT_DATASOURCES": "ConfigDrive, OpenStack"})
+                     {"DIB_CLOUD_INIT_DATASOURCES": "ConfigDrive, OpenStack",
+                      "DIB_APT_MINIMAL_CREATE_INTERFACES": "0"})
 
 
 def outputs_of(image: Path) -> list[Path]:
