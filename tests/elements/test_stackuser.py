@@ -64,8 +64,10 @@ class InstallTest(testtools.TestCase):
         self.root = Path(self.useFixture(fixtures.TempDir()).path)
         self.sudoers = self.root / "etc/sudoers.d/stackuser"
         self.keys = self.root / "usr/share/stackuser/authorized_keys"
+        self.sshd_conf = self.root / "etc/ssh/sshd_config.d/50-stackuser.conf"
         self.env = {"DIB_STACKUSER_SUDOERS": str(self.sudoers),
                     "DIB_STACKUSER_KEYS_FILE": str(self.keys),
+                    "DIB_STACKUSER_SSHD_CONF": str(self.sshd_conf),
                     "DIB_STACKUSER_FILES": str(self.root / "files")}
         self.stubs = [Stub("getent", exit_code=2), "useradd", "usermod",
                       "visudo"]
@@ -85,6 +87,9 @@ class InstallTest(testtools.TestCase):
                          self.sudoers.read_text())
         self.assertEqual(0o440, stat.S_IMODE(self.sudoers.stat().st_mode))
         self.assertEqual("", self.keys.read_text())
+        sshd = self.sshd_conf.read_text().splitlines()
+        self.assertIn("PasswordAuthentication no", sshd)
+        self.assertIn("KbdInteractiveAuthentication no", sshd)
         self.assertEqual(["getent", "useradd", "usermod", "visudo"],
                          [c[0] for c in result.calls])
 

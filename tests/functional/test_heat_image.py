@@ -279,6 +279,7 @@ class TestHeatImageBoot(HeatTestCase):
             "sshd": [line for line in sshd if line.startswith(
                 ("passwordauthentication", "kbdinteractiveauthentication",
                  "permitrootlogin", "pubkeyauthentication"))]})
+        self.assertIn("passwordauthentication no", sshd)
         self.assertNotEqual(0, attempt.returncode,
                             "password login as stack succeeded")
         self.assertIn("Permission denied", attempt.stderr)
