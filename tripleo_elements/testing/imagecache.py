@@ -91,14 +91,6 @@ class KeyParts:
         return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def tree_digest(root: Path) -> str:
     """sha256 over every entry below ``root``: relative name, kind, mode,
     content (files) or target (symlinks, whose targets are followed as
@@ -139,7 +131,7 @@ def tree_digest(root: Path) -> str:
                 h.update(f"special {rel} {info.st_mode:o}\n".encode())
                 continue
             h.update(f"file {rel} {stat.S_IMODE(info.st_mode):o} "
-                     f"{_file_sha256(Path(path))}\n".encode())
+                     f"{dib.sha256_of(Path(path))}\n".encode())
     return h.hexdigest()
 
 
@@ -177,7 +169,7 @@ def project_digest() -> str:
     package = Path(dib.__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(package.glob("*.py")):
-        h.update(f"{path.name} {_file_sha256(path)}\n".encode())
+        h.update(f"{path.name} {dib.sha256_of(path)}\n".encode())
     h.update(f"diskimage-builder "
              f"{metadata.version('diskimage-builder')}\n".encode())
     return h.hexdigest()
