@@ -35,17 +35,15 @@ import sys
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tripleo_elements import errors
 from tripleo_elements.discovery import (ElementIndex, default_roots,
                                         discover)
 from tripleo_elements.element import (PHASES, RUN_PARTS_NAME, Element,
                                       load_element)
-from tripleo_elements import tree
-
-if TYPE_CHECKING:   # graph imports networkx: only -e needs it at run time
-    from tripleo_elements.graph import Resolution
+from tripleo_elements import graph, tree
+from tripleo_elements.graph import Resolution
 
 FILE = "file"
 ELEMENT = "element"
@@ -604,17 +602,6 @@ def _walk_closure(ctx: Context) -> dict[str, str | None]:
     return parents
 
 
-def _chain(parents: dict[str, str | None], name: str) -> list[str]:
-    chain = [name]
-    while parents.get(chain[-1]) is not None:
-        parent = parents[chain[-1]]
-        assert parent is not None
-        if parent in chain:
-            break
-        chain.append(parent)
-    return list(reversed(chain))
-
-
 def _line_of(path: Path, needle: str) -> int:
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -637,7 +624,8 @@ def _missing_deps(elements: Sequence[Element],
         for dep in element.depends:
             if dep in known or dep.startswith("#"):
                 continue
-            chain = " -> ".join(_chain(parents, element.name) + [dep])
+            chain = " -> ".join(
+                graph.chain_to(parents, element.name) + [dep])
             deps = element.path / "element-deps"
             yield Finding(deps, _line_of(deps, dep), "TIE040",
                           f"{chain}: element '{dep}' not found on the "

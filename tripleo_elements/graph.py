@@ -102,7 +102,9 @@ class Resolution:
         return sorted(chains)
 
 
-def _chain(parents: Mapping[str, str | None], name: str) -> list[str]:
+def chain_to(parents: Mapping[str, str | None], name: str) -> list[str]:
+    """The chain of names from a root (parent None) down to ``name``,
+    following ``parents`` (child -> parent); stops at a cycle."""
     chain = [name]
     seen = {name}
     while parents.get(chain[-1]) is not None:
@@ -176,7 +178,7 @@ def _expand(index: ElementIndex, request: tuple[str, ...], arch: str,
             other = provided_by.get(virtual)
             if other is not None and other != name:
                 raise errors.ProvidedTwice(
-                    f"{_arrow(_chain(parents, name))}: '{virtual}' is "
+                    f"{_arrow(chain_to(parents, name))}: '{virtual}' is "
                     f"provided by both '{other}' "
                     f"({index[other].path / 'element-provides'}) and "
                     f"'{name}' ({element.path / 'element-provides'})",
@@ -232,7 +234,7 @@ def _expand(index: ElementIndex, request: tuple[str, ...], arch: str,
 def _raise_missing(index: ElementIndex, name: str,
                    parents: Mapping[str, str | None],
                    all_provides: Mapping[str, tuple[str, ...]]) -> None:
-    chain = _chain(parents, name)
+    chain = chain_to(parents, name)
     searched = ", ".join(str(r) for r in index.roots)
     where = ""
     if len(chain) > 1:
@@ -256,7 +258,7 @@ def _check_request(index: ElementIndex, request: Iterable[str],
         if provider is not None and provider != name:
             raise errors.RequestedButProvided(
                 f"'{name}' was requested but '{provider}' "
-                f"({_arrow(_chain(parents, provider))}) already provides it "
+                f"({_arrow(chain_to(parents, provider))}) already provides it "
                 f"({index[provider].path / 'element-provides'})",
                 f"drop '{name}' from the request, or the element that "
                 f"brings in '{provider}'")
