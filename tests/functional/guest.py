@@ -14,7 +14,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,9 @@ class Ssh:
     key: Path
     user: str = SSH_USER
     host: str = "127.0.0.1"
+    #: Raises when the guest is gone (e.g. HeatGuest.alive): checked
+    #: between tries and after a failed command, so no wait outlives qemu.
+    alive: Callable[[str], None] | None = None
 
     def argv(self, command: str, *extra: str) -> list[str]:
         return ["ssh", "-p", str(self.port), "-i", str(self.key),
@@ -57,9 +60,17 @@ class Ssh:
 
     def run(self, command: str, timeout: float = 300.0,
             check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.argv(command), stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True,
-                              timeout=timeout)
+        try:
+            proc = subprocess.run(self.argv(command),
+                                  stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._check_alive(f"ssh {command!r}")
+            raise
+        if proc.returncode == 255:
+            # ssh's own failure: say so plainly when the guest is gone.
+            self._check_alive(f"ssh {command!r}")
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"ssh {self.user}@guest {command!r}: exit "
@@ -67,11 +78,16 @@ class Ssh:
                 f"stderr:\n{proc.stderr}")
         return proc
 
+    def _check_alive(self, what: str) -> None:
+        if self.alive is not None:
+            self.alive(what)
+
     def wait(self, timeout: float) -> float:
         """Retry ``true`` until it works; returns the seconds it took."""
         start = time.monotonic()
         last = ""
         while time.monotonic() - start < timeout:
+            self._check_alive("an SSH login")
             try:
                 proc = self.run("true", timeout=120, check=False)
             except subprocess.TimeoutExpired:

@@ -225,11 +225,18 @@ class HeatGuest:
             dep_id, "os-apply-config",
             {"stackuser": {"authorized_keys": [self.deploy_key.public]}})
 
+    def alive(self, waiting_for: str = "") -> None:
+        """Raise VmExited (qemu's status and log tails) unless the guest
+        runs; every wait below calls it at least once a second."""
+        if self.vm is None:
+            raise AssertionError("the guest was never started")
+        self.vm.check_alive(waiting_for)
+
     def wait_signal(self, path: str, timeout: float) -> Request:
-        if self.vm is not None and not self.vm.running:
-            raise AssertionError("the VM is not running")
         try:
-            return self.server.wait_for(path, 1, timeout=timeout)[0]
+            return self.server.wait_for(
+                path, 1, timeout=timeout,
+                alive=lambda: self.alive(f"a signal on {path}"))[0]
         except TimeoutError as exc:
             polls = self.polls()
             hint = ("the guest never fetched its metadata URL: no network, "
@@ -250,6 +257,7 @@ class HeatGuest:
             got = self.signals(path)
             if got:
                 return got[0]
+            self.alive(f"the first signal on {path}")
             now = time.monotonic()
             if finished_at is None and CLOUD_INIT_DONE.search(
                     self.vm.console_text()):
@@ -263,7 +271,7 @@ class HeatGuest:
                     "switched to the request collector")
             if now >= deadline:
                 return self.wait_signal(path, 1)
-            time.sleep(2)
+            time.sleep(1)
 
     def signals(self, path: str) -> list[Request]:
         return [r for r in self.server.requests(path) if r.method != "GET"]
@@ -278,7 +286,8 @@ class HeatGuest:
         return self.vm.host_port(SSH_PORT)
 
     def ssh(self, key: guest.KeyPair | None = None) -> guest.Ssh:
-        return guest.Ssh(self.ssh_port, (key or self.deploy_key).private)
+        return guest.Ssh(self.ssh_port, (key or self.deploy_key).private,
+                         alive=self.alive)
 
     def debug_report(self) -> str:
         """What the guest says about its agents (best effort, for

@@ -144,7 +144,8 @@ class HeatTestCase(base.FunctionalTestCase):
             "console", stack.vm.console_log, 300) if stack.vm else None)
         self.addOnException(lambda exc_info: self.addDetail(
             "guest-report", content.text_content(stack.debug_report())))
-        self.addDetail("accel", content.text_content(stack.vm.accel))
+        self.addDetail("accel", content.text_content(
+            f"{stack.vm.accel} ({stack.vm.accel_reason})"))
         if stack.dhcp_workaround:
             self.addDetail("dhcp-workaround", content.text_content(
                 f"${heatstack.DHCP_WORKAROUND_ENV}=1: the user data started "
@@ -226,7 +227,8 @@ class TestHeatImageBoot(HeatTestCase):
         self.expectThat(cfn_rc, Equals("0"),
                         "cfn-signal failed in the guest (see cfn-signal)")
         if cfn_rc == "0":
-            stack.server.wait_for(wc_path, 1, timeout=30)
+            stack.server.wait_for(wc_path, 1, timeout=30,
+                                  alive=stack.alive)
         self.expectThat(
             [(r.method, r.json()) for r in stack.signals(wc_path)],
             Equals([("PUT", {"Status": "SUCCESS", "Reason": "ok",

@@ -12,7 +12,9 @@ import fixtures
 import testtools
 
 from tripleo_elements import errors
-from tripleo_elements.testing import qemu
+from tests.functional import guest, heatstack
+from tripleo_elements.testing import accel, qemu
+from tripleo_elements.testing.http import HeatServer
 
 
 class FakeProcess:
@@ -25,6 +27,13 @@ class FakeProcess:
         self.terminated = False
         self.killed = False
         self.reaped = False
+        self.output: IO[bytes] | None = None
+
+    def say(self, text: str) -> None:
+        """Write to qemu's own log (stdout+stderr)."""
+        assert self.output is not None
+        self.output.write(text.encode())
+        self.output.flush()
 
     def poll(self) -> int | None:
         return self.returncode
@@ -60,6 +69,7 @@ class FakeSpawn:
     def __call__(self, argv: Sequence[str],
                  output: IO[bytes] | None = None) -> FakeProcess:
         proc = FakeProcess(argv, self.stubborn)
+        proc.output = output
         self.procs.append(proc)
         if self.on_start is not None:
             self.on_start(proc)
@@ -79,8 +89,11 @@ class QemuTestCase(testtools.TestCase):
         self.tmp = Path(self.useFixture(fixtures.TempDir()).path)
         self.image = self.tmp / "base.qcow2"
         self.image.write_bytes(b"QFI\xfb")
-        qemu._detect_accel_cached.cache_clear()
-        self.addCleanup(qemu._detect_accel_cached.cache_clear)
+        self.cache_file = self.tmp / "accel-cache.json"
+        # Never the user's cache, never a forced accelerator from outside.
+        self.useFixture(fixtures.EnvironmentVariable(
+            accel.CACHE_ENV, str(self.cache_file)))
+        self.useFixture(fixtures.EnvironmentVariable(qemu.ACCEL_ENV))
 
     def fake_spawn(self, **kwargs: object) -> FakeSpawn:
         fake = FakeSpawn(**kwargs)  # type: ignore[arg-type]
@@ -131,62 +144,189 @@ class TestArgv(QemuTestCase):
         self.assertEqual("2048M", argv[argv.index("-m") + 1])
         self.assertEqual("-S", argv[-1])
 
-    def test_probe_boot_sector(self) -> None:
-        sector = qemu.probe_boot_sector()
-        self.assertEqual(512, len(sector))
-        self.assertEqual(b"\x55\xaa", sector[-2:])
-        # mov si, imm16 must point at the marker (loaded at 0x7c00).
-        si = int.from_bytes(sector[9:11], "little")
-        self.assertEqual(0x7C00 + sector.index(qemu.PROBE_MARKER), si)
+
+def accel_of(argv: Sequence[str]) -> str:
+    return argv[argv.index("-accel") + 1]
+
+
+def abort_under_kvm(proc: FakeProcess) -> None:
+    """Real guests on the half-working hosts: KVM aborts at once, and a
+    guest without ``-cpu host`` (like a tiny probe) runs."""
+    if accel_of(proc.argv) == "kvm" and "host" in proc.argv:
+        proc.say("qemu-system-x86_64: error: failed to set MSR 0x10a to "
+                 "0x69\nkvm_buf_set_msrs: Assertion failed.\n")
+        proc.returncode = -6
+    else:
+        serial_path(proc.argv).write_text("[    0.000000] Linux version "
+                                          "6.1.0-28-amd64\n")
+
+
+def boots(proc: FakeProcess) -> None:
+    serial_path(proc.argv).write_text(
+        "SeaBIOS\nGRUB loading.\nLinux version 6.1.0-28-amd64 ...\n")
+
+
+def stuck_in_grub_under_kvm(proc: FakeProcess) -> None:
+    if accel_of(proc.argv) == "kvm":
+        serial_path(proc.argv).write_text("GRUB loading.")
+    else:
+        boots(proc)
+
+
+FINGERPRINT = {"qemu": "/usr/bin/qemu-system-x86_64", "kernel": "6.1",
+               "boot_id": "b1", "shape": "-cpu host"}
 
 
 class TestAccel(QemuTestCase):
+    """The accelerator follows what real guests do on this host."""
 
-    def test_override_skips_probe(self) -> None:
-        fake = self.fake_spawn()
-        for value in ("kvm", "tcg"):
-            self.assertEqual(value, qemu.detect_accel(
-                environ={qemu.ACCEL_ENV: value}))
-        self.assertEqual([], fake.procs)
-
-    def test_bad_override(self) -> None:
-        exc = self.assertRaises(errors.UsageError, qemu.detect_accel,
-                                environ={qemu.ACCEL_ENV: "hvf"})
-        self.assertIn("TIE_QEMU_ACCEL='hvf'", exc.message)
-
-    def test_no_kvm_device_means_tcg_without_probe(self) -> None:
-        fake = self.fake_spawn()
+    def setUp(self) -> None:
+        super().setUp()
+        self.kvm_usable = True
         self.useFixture(fixtures.MonkeyPatch(
-            "tripleo_elements.testing.qemu.kvm_device_usable",
-            lambda: False))
-        self.assertEqual("tcg", qemu.detect_accel(environ={}))
-        self.assertEqual([], fake.procs)
+            "tripleo_elements.testing.accel.kvm_device_usable",
+            lambda: self.kvm_usable))
 
-    def test_probe_success_is_kvm_and_cached(self) -> None:
-        def guest(proc: FakeProcess) -> None:
-            serial_path(proc.argv).write_bytes(b"SeaBIOS\r\n"
-                                               + qemu.PROBE_MARKER)
+    def cache(self) -> accel.AccelCache:
+        return accel.AccelCache(self.cache_file, FINGERPRINT)
 
-        fake = self.fake_spawn(on_start=guest)
-        self.useFixture(fixtures.MonkeyPatch(
-            "tripleo_elements.testing.qemu.kvm_device_usable", lambda: True))
-        self.assertEqual("kvm", qemu.detect_accel(environ={}))
-        self.assertEqual("kvm", qemu.detect_accel(environ={}))
-        self.assertEqual(1, len(fake.procs))
-        argv = fake.procs[0].argv
-        self.assertEqual(["-accel", "kvm"], argv[1:3])
+    def vm(self, **kwargs: object) -> qemu.VirtualMachine:
+        kwargs.setdefault("accel_cache", self.cache())
+        kwargs.setdefault("environ", {})
+        return qemu.VirtualMachine(self.image, self.tmp / "vm",
+                                   kvm_trial_seconds=0.5,
+                                   **kwargs)  # type: ignore[arg-type]
+
+    def test_guest_reaching_its_kernel_makes_kvm_and_is_remembered(
+            self) -> None:
+        fake = self.fake_spawn(on_start=boots)
+        with self.vm() as vm:
+            self.assertEqual("kvm", vm.accel)
+            self.assertIsNone(vm.fallback_reason)
+        self.assertEqual(["kvm"], [accel_of(p.argv) for p in fake.procs])
+        self.assertIn("-cpu", fake.procs[0].argv)
+        remembered = self.cache().get()
+        assert remembered is not None
+        self.assertEqual(("kvm", "cache"),
+                         (remembered.accel, remembered.source))
+
+    def test_kvm_aborting_real_guest_restarts_under_tcg(self) -> None:
+        # A guest shaped like the old tiny probe (no -cpu host) runs under
+        # KVM on this fake host; the real guest aborts.  The choice must
+        # follow the real guest: TCG.
+        fake = self.fake_spawn(on_start=abort_under_kvm)
+        probe_like = fake(["qemu-system-x86_64", "-accel", "kvm",
+                           "-serial", f"file:{self.tmp / 'probe.log'}"])
+        self.assertIsNone(probe_like.returncode)
+        fake.procs.clear()
+        with self.vm() as vm:
+            self.assertEqual("tcg", vm.accel)
+            self.assertTrue(vm.running)
+            text = vm.wait_for_console("Linux version", 5,
+                                       poll_interval=0.05)
+        self.assertIn("Linux version", text)
+        self.assertEqual(["kvm", "tcg"],
+                         [accel_of(p.argv) for p in fake.procs])
+        assert vm.fallback_reason is not None
+        self.assertIn("status -6", vm.fallback_reason)
+        self.assertIn("failed to set MSR", vm.fallback_reason)
+        self.assertIn("fell back from KVM", vm.accel_reason)
+        self.assertIn("failed to set MSR",
+                      (self.tmp / "vm" / "qemu.kvm.log").read_text())
+        self.assertNotIn("-cpu", fake.procs[1].argv)
+        remembered = self.cache().get()
+        assert remembered is not None
+        self.assertEqual("tcg", remembered.accel)
+        self.assertIn("status -6", remembered.reason)
+
+    def test_remembered_tcg_starts_without_a_kvm_attempt(self) -> None:
+        self.cache().put("tcg", "under KVM qemu exited (status -6)")
+        fake = self.fake_spawn(on_start=boots)
+        with self.vm() as vm:
+            self.assertEqual("tcg", vm.accel)
+            self.assertIn("remembered", vm.accel_reason)
+        self.assertEqual(["tcg"], [accel_of(p.argv) for p in fake.procs])
+
+    def test_remembered_kvm_still_falls_back_when_the_guest_aborts(
+            self) -> None:
+        self.cache().put("kvm", "a guest reached its kernel under KVM")
+        fake = self.fake_spawn(on_start=abort_under_kvm)
+        with self.vm() as vm:
+            self.assertEqual("tcg", vm.accel)
+        self.assertEqual(["kvm", "tcg"],
+                         [accel_of(p.argv) for p in fake.procs])
+        remembered = self.cache().get()
+        assert remembered is not None
+        self.assertEqual("tcg", remembered.accel)
+
+    def test_guest_stuck_in_bootloader_under_kvm_restarts_under_tcg(
+            self) -> None:
+        fake = self.fake_spawn(on_start=stuck_in_grub_under_kvm)
+        start = time.monotonic()
+        with self.vm() as vm:
+            self.assertEqual("tcg", vm.accel)
+        self.assertLess(time.monotonic() - start, 5)
         self.assertTrue(fake.procs[0].terminated)
         self.assertTrue(fake.procs[0].reaped)
+        assert vm.fallback_reason is not None
+        self.assertIn("no kernel console line within 0 s",
+                      vm.fallback_reason)
+        self.assertIn("GRUB loading.", vm.fallback_reason)
+        self.assertEqual("GRUB loading.",
+                         (self.tmp / "vm" / "console.kvm.log").read_text())
 
-    def test_silent_probe_is_tcg_and_killed(self) -> None:
-        fake = self.fake_spawn(stubborn=True)
-        self.useFixture(fixtures.MonkeyPatch(
-            "tripleo_elements.testing.qemu.kvm_device_usable", lambda: True))
-        start = time.monotonic()
-        self.assertEqual("tcg", qemu.detect_accel(timeout=0.3, environ={}))
-        self.assertLess(time.monotonic() - start, 5)
-        self.assertTrue(fake.procs[0].killed)
-        self.assertTrue(fake.procs[0].reaped)
+    def test_env_forces_without_trial_or_fallback(self) -> None:
+        fake = self.fake_spawn(on_start=abort_under_kvm)
+        vm = self.vm(environ={qemu.ACCEL_ENV: "kvm"})
+        with vm:
+            self.assertEqual("kvm", vm.accel)
+            exc = self.assertRaises(qemu.VmExited, vm.wait_for_console,
+                                    "login:", 60)
+        self.assertEqual(1, len(fake.procs))
+        self.assertIn("status -6", exc.message)
+        self.assertIsNone(self.cache().get())
+
+    def test_bad_env_value(self) -> None:
+        self.fake_spawn()
+        vm = self.vm(environ={qemu.ACCEL_ENV: "hvf"})
+        exc = self.assertRaises(errors.UsageError, vm.start)
+        self.assertIn("TIE_QEMU_ACCEL='hvf'", exc.message)
+
+    def test_argument_forces_tcg_and_leaves_the_cache_alone(self) -> None:
+        fake = self.fake_spawn(on_start=boots)
+        with self.vm(accel="tcg") as vm:
+            self.assertEqual("tcg", vm.accel)
+        self.assertEqual(1, len(fake.procs))
+        self.assertFalse(self.cache_file.exists())
+
+    def test_unusable_kvm_device_means_tcg_at_once(self) -> None:
+        self.kvm_usable = False
+        fake = self.fake_spawn(on_start=boots)
+        with self.vm() as vm:
+            self.assertEqual("tcg", vm.accel)
+            self.assertIn("/dev/kvm", vm.accel_reason)
+        self.assertEqual(["tcg"], [accel_of(p.argv) for p in fake.procs])
+
+    def test_cache_is_keyed_by_fingerprint(self) -> None:
+        self.cache().put("tcg", "x")
+        other = accel.AccelCache(self.cache_file,
+                                 dict(FINGERPRINT, qemu_version="8.2"))
+        self.assertIsNone(other.get())
+        self.cache_file.write_text("not json")
+        self.assertIsNone(self.cache().get())
+        self.cache().put("kvm", "y")
+        again = self.cache().get()
+        assert again is not None
+        self.assertEqual("kvm", again.accel)
+
+    def test_detect_accel_starts_nothing(self) -> None:
+        fake = self.fake_spawn()
+        self.assertEqual("tcg", qemu.detect_accel(
+            environ={qemu.ACCEL_ENV: "tcg"}))
+        self.kvm_usable = False
+        self.assertEqual("tcg", qemu.detect_accel(
+            environ={accel.CACHE_ENV: str(self.cache_file)}))
+        self.assertEqual([], fake.procs)
 
 
 class TestVirtualMachine(QemuTestCase):
@@ -276,3 +416,129 @@ class TestVirtualMachine(QemuTestCase):
         (self.tmp / "console.log").write_text("old boot login:\n")
         with qemu.VirtualMachine(self.image, self.tmp, accel="tcg") as vm:
             self.assertEqual("", vm.console_text())
+
+
+FAKE_QEMU = r"""#!/bin/sh
+# A stand-in for qemu-system-x86_64 on a host whose KVM half works:
+# aborts under KVM, boots to a kernel panic and exits 3 under TCG.
+case "$1" in --version) echo "QEMU emulator version 0.0 (fake)"; exit 0;; esac
+serial=""; accel=""; prev=""
+for arg in "$@"; do
+    case "$prev" in
+        -serial) serial=${arg#file:} ;;
+        -accel) accel=$arg ;;
+    esac
+    prev=$arg
+done
+if [ "$accel" = kvm ]; then
+    echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2
+    kill -ABRT $$
+fi
+echo "qemu: starting under $accel" >&2
+echo "[    0.000000] Linux version 6.1.0 (fake)" > "$serial"
+sleep 0.5
+echo "Kernel panic - not syncing: fake" >> "$serial"
+exit 3
+"""
+
+
+class TestWaitsEndOnDeadVm(QemuTestCase):
+    """Every wait on a guest ends within seconds once qemu is gone."""
+
+    def dead_vm(self) -> qemu.VirtualMachine:
+        def guest(proc: FakeProcess) -> None:
+            serial_path(proc.argv).write_text("Kernel panic - fake\n")
+            proc.say("qemu: fake qemu says goodbye\n")
+            proc.returncode = 134
+
+        self.fake_spawn(on_start=guest)
+        vm = qemu.VirtualMachine(self.image, self.tmp / "vm", accel="tcg")
+        vm.start()
+        self.addCleanup(vm.stop)
+        return vm
+
+    def assert_exit_report(self, exc: qemu.VmError) -> None:
+        self.assertIn("exited (status 134)", exc.message)
+        self.assertIn("fake qemu says goodbye", exc.message)
+        self.assertIn("Kernel panic - fake", exc.message)
+
+    def test_wait_until(self) -> None:
+        vm = self.dead_vm()
+        start = time.monotonic()
+        exc = self.assertRaises(qemu.VmExited, vm.wait_until,
+                                lambda: None, 600, "something")
+        self.assertLess(time.monotonic() - start, 3)
+        self.assertIn("while waiting for something", exc.message)
+        self.assert_exit_report(exc)
+
+    def test_wait_for_console(self) -> None:
+        vm = self.dead_vm()
+        exc = self.assertRaises(qemu.VmExited, vm.wait_for_console,
+                                "login:", 600)
+        self.assert_exit_report(exc)
+
+    def test_signal_wait_on_loopback_server(self) -> None:
+        vm = self.dead_vm()
+        with HeatServer() as server:
+            start = time.monotonic()
+            exc = self.assertRaises(qemu.VmExited, server.wait_for,
+                                    "/signal/x", 1, timeout=600,
+                                    alive=vm.check_alive, check_every=0.1)
+        self.assertLess(time.monotonic() - start, 3)
+        self.assert_exit_report(exc)
+
+    def test_heat_guest_signal_metadata_and_ssh_waits(self) -> None:
+        vm = self.dead_vm()
+        stack = heatstack.HeatGuest(self.image, self.tmp / "guest")
+        stack.vm = vm
+        with stack.server:
+            start = time.monotonic()
+            for wait in (lambda: stack.wait_signal("/signal/a", 900),
+                         lambda: stack.wait_first_signal("/signal/a", 900)):
+                exc = self.assertRaises(qemu.VmExited, wait)
+                self.assertIn("signal on /signal/a", exc.message)
+                self.assert_exit_report(exc)
+            ssh = guest.Ssh(free_port(), self.tmp / "no-key",
+                            alive=stack.alive)
+            exc = self.assertRaises(qemu.VmExited, ssh.wait, 900)
+            self.assertIn("an SSH login", exc.message)
+            self.assertLess(time.monotonic() - start, 10)
+
+    def test_real_process_kvm_abort_then_dead_tcg_guest(self) -> None:
+        fake_qemu = self.tmp / "fake-qemu"
+        fake_qemu.write_text(FAKE_QEMU)
+        fake_qemu.chmod(0o755)
+        self.useFixture(fixtures.MonkeyPatch(
+            "tripleo_elements.testing.accel.kvm_device_usable",
+            lambda: True))
+        vm = qemu.VirtualMachine(
+            self.image, self.tmp / "vm", qemu=str(fake_qemu), environ={},
+            accel_cache=accel.AccelCache(self.cache_file, FINGERPRINT),
+            kvm_trial_seconds=20)
+        start = time.monotonic()
+        with vm:
+            self.assertEqual("tcg", vm.accel)
+            exc = self.assertRaises(qemu.VmExited, vm.wait_for_console,
+                                    "login:", 600, poll_interval=0.1)
+        self.assertLess(time.monotonic() - start, 10)
+        assert vm.fallback_reason is not None
+        self.assertIn("status -6", vm.fallback_reason)
+        self.assertIn("failed to set MSR", vm.fallback_reason)
+        self.assertIn("exited (status 3)", exc.message)
+        self.assertIn("starting under tcg", exc.message)
+        self.assertIn("Kernel panic - not syncing: fake", exc.message)
+
+
+def free_port() -> int:
+    return qemu.free_tcp_port()
+
+
+class TestKvmDevice(testtools.TestCase):
+
+    def test_only_a_character_device_counts(self) -> None:
+        tmp = Path(self.useFixture(fixtures.TempDir()).path)
+        plain = tmp / "kvm"
+        plain.write_bytes(b"")
+        self.assertFalse(accel.kvm_device_usable(plain))
+        self.assertFalse(accel.kvm_device_usable(tmp / "missing"))
+        self.assertTrue(accel.kvm_device_usable(Path("/dev/null")))

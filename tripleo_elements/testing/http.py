@@ -14,6 +14,7 @@ import http.server
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -127,10 +128,16 @@ class HeatServer:
                     and (method is None or r.method == method)]
 
     def wait_for(self, path: str, count: int = 1, timeout: float = 30.0,
-                 method: str | None = None) -> list[Request]:
+                 method: str | None = None,
+                 alive: Callable[[], None] | None = None,
+                 check_every: float = 1.0) -> list[Request]:
         """Block until ``count`` non-GET requests reached ``path``.
 
-        Raises ``TimeoutError`` naming what arrived instead.
+        ``alive``, when given, is called at least every ``check_every``
+        seconds and ends the wait by raising (e.g.
+        ``VirtualMachine.check_alive``: the client that should send the
+        requests is gone).  Raises ``TimeoutError`` naming what arrived
+        instead.
         """
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -140,6 +147,8 @@ class HeatServer:
                        and (method is None or r.method == method)]
                 if len(got) >= count:
                     return got
+                if alive is not None:
+                    alive()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     seen = sorted({f"{r.method} {r.path}"
@@ -147,7 +156,8 @@ class HeatServer:
                     raise TimeoutError(
                         f"{count} request(s) to {path} not received in "
                         f"{timeout:.0f}s; received: {seen or 'nothing'}")
-                self._lock.wait(remaining)
+                self._lock.wait(min(remaining, check_every)
+                                if alive is not None else remaining)
 
     # -- internals ------------------------------------------------------
     def _respond(self, req: Request) -> tuple[int, bytes, dict[str, str]]:
