@@ -359,8 +359,9 @@ def validate_element_files(elements: Iterable[Element]) -> None:
                 line, message = problems[0]
                 more = (f" (and {len(problems) - 1} more)"
                         if len(problems) > 1 else "")
+                where = f"{path}:{line}" if line else str(path)
                 raise errors.ElementFormatError(
-                    f"{path}:{line}: {message}{more}",
+                    f"{where}: {message}{more}",
                     "diskimage-builder would fail mid-build; "
                     f"build-image check {element.path} lists every problem")
 

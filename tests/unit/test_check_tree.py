@@ -213,3 +213,74 @@ class TestLister(testtools.TestCase):
                           "static/loop"], [f.rel for f in listing.files])
         self.assertFalse(listing.files[-1].regular)
         self.assertEqual((), listing.unreadable)
+
+
+class TestAgainstDiskimageBuilder(testtools.TestCase):
+    """Our model of the copy against diskimage-builder's own
+    ``generate_hooks`` (from its ``lib/common-functions``), run by bash on
+    throwaway trees."""
+
+    CASES: dict[str, dict[str, dict[str, object]]] = {
+        "nested": {"heat-config": {"os-refresh-config/configure.d/20-x":
+                                   "heat-config\n"},
+                   "os-apply-config": {"os-refresh-config/configure.d/20-x":
+                                       "os-apply-config\n"}},
+        "nested-other-order": {
+            "heat-config-script": {"static/etc/motd":
+                                   "heat-config-script\n"},
+            "heat-config-ansible": {"static/etc/motd":
+                                    "heat-config-ansible\n"}},
+        "bin": {"a": {"bin/tool": "a\n"}, "b": {"bin/tool": "b\n"}},
+        "environment": {"a": {"environment.d/10-x.bash": "a\n"},
+                        "b": {"environment.d/10-x.bash": "b\n"}},
+        "phase": {"a": {"install.d/10-x": "a\n"},
+                  "b": {"install.d/10-x": "b\n"}},
+        "merged-dirs": {"a": {"static/etc/a": "a\n"},
+                        "b": {"static/etc/b": "b\n"}},
+        "file-then-dir": {"a": {"static/etc": "a\n"},
+                          "b": {"static/etc/motd": "b\n"}},
+        "tests-dir": {"a": {"tests/t": "a\n"}, "b": {"tests/t": "b\n"}},
+        "different-dirs": {"a": {"install.d/10-x": "a\n"},
+                           "b": {"post-install.d/10-x": "b\n"}},
+    }
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.lib = dib_elements_dir().parent / "lib" / "common-functions"
+        self.bash = shutil.which("bash")
+        if not self.lib.is_file() or self.bash is None:
+            self.skipTest("diskimage-builder's lib or bash not found")
+        self.tmp = Path(self.useFixture(fixtures.TempDir()).path)
+
+    def generate_hooks(self, root: Path, names: list[str]
+                       ) -> tuple[int, Path]:
+        hooks = root.parent / f"{root.name}-hooks"
+        hooks.mkdir()
+        array = " ".join(f"[{n}]={root / n}" for n in names)
+        proc = subprocess.run(
+            [self.bash, "-c", f"set -e; source {self.lib}; "
+             f"get_image_element_array() {{ echo '{array}'; }}; "
+             "generate_hooks"],
+            env={"TMP_HOOKS_PATH": str(hooks), "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True)
+        return proc.returncode, hooks
+
+    def test_model_agrees(self) -> None:
+        for case, spec in sorted(self.CASES.items()):
+            root = self.tmp / case
+            for name, files in spec.items():
+                element(root, name, {k: str(v) for k, v in files.items()},
+                        readme=False)
+            names = sorted(spec)
+            elements = [load_element(root / n) for n in names]
+            code, hooks = self.generate_hooks(root, names)
+            collisions = tree.hook_collisions(elements)
+            self.assertEqual(code != 0, bool(collisions), case)
+            if code != 0:
+                continue
+            overwrites = tree.nested_overwrites(elements)
+            self.assertEqual(case.startswith("nested"), bool(overwrites),
+                             case)
+            for overwrite in overwrites:
+                kept = (hooks / overwrite.rel).read_text()
+                self.assertEqual(f"{overwrite.winner}\n", kept, case)

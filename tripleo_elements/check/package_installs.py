@@ -137,7 +137,7 @@ def problems(path: Path, parse_errors: bool = True
 
 def when_variables(data: Any) -> list[tuple[str, str]]:
     """(package, variable) for each ``when`` test in parsed ``data``."""
-    found = []
+    found: list[tuple[str, str]] = []
     if not isinstance(data, dict):
         return found
     for package, params in data.items():
