@@ -297,6 +297,19 @@ class TestMessages(CheckTestCase):
                 "root.d/10-base": script()})
         self.assertEqual([], self.run_check(select=["TIE05"]))
 
+    def test_elements_bringing_different_oses_do_not_collide(self) -> None:
+        for name in ("os-a", "os-b"):
+            element(self.root, name, {
+                "element-provides": "operating-system\n"})
+            element(self.root, f"{name}-tools", {
+                "element-deps": f"{name}\n",
+                "environment.d/10-pkg.bash": f"export PKG={name}\n"})
+        self.assertEqual([], self.run_check(select=["TIE05"]))
+        # Without the OS dependency they could meet: DIB would abort.
+        (self.root / "os-b-tools" / "element-deps").write_text("")
+        self.assertEqual(["TIE051"],
+                         self.codes(self.run_check(select=["TIE05"])))
+
     def test_package_installs_messages(self) -> None:
         element(self.root, "one", {"package-installs.yaml": (
             "a:\n  colour: red\n"

@@ -78,9 +78,32 @@ def _missing_deps(elements: Sequence[Element],
                       f"provides it)")
 
 
-def _exclusive(a: Element, b: Element) -> bool:
-    """Two elements providing one name can never be in one image."""
-    return bool(set(a.provides) & set(b.provides))
+def _closure_providers(element: Element, ctx: Context
+                       ) -> dict[str, frozenset[str]]:
+    """Virtual name -> the elements providing it among ``element`` and
+    its concrete dependencies (virtual dependencies are not followed: any
+    provider may satisfy them)."""
+    seen = {element.name}
+    todo = [element]
+    found: dict[str, set[str]] = {}
+    while todo:
+        current = todo.pop()
+        for name in current.provides:
+            found.setdefault(name, set()).add(current.name)
+        for dep in current.depends:
+            if dep not in seen and dep in ctx.index:
+                seen.add(dep)
+                todo.append(ctx.index[dep])
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+def _exclusive(a: Element, b: Element, ctx: Context) -> bool:
+    """Two elements that bring different providers of one name (two
+    operating systems...) can never be in one image: resolving both
+    fails with "provided twice"."""
+    mine, theirs = _closure_providers(a, ctx), _closure_providers(b, ctx)
+    return any(mine[name].isdisjoint(theirs[name])
+               for name in mine.keys() & theirs.keys())
 
 
 def _groups(ctx: Context) -> list[tuple[Element, ...]]:
@@ -102,10 +125,11 @@ def _owner(group: Sequence[Element], path: Path) -> Element:
     raise KeyError(path)
 
 
-def _can_meet(group: Sequence[Element], paths: Sequence[Path]) -> bool:
+def _can_meet(group: Sequence[Element], paths: Sequence[Path],
+              ctx: Context) -> bool:
     """Some two of the elements shipping ``paths`` can be in one image."""
     users = [_owner(group, p) for p in paths]
-    return any(not _exclusive(a, b) for i, a in enumerate(users)
+    return any(not _exclusive(a, b, ctx) for i, a in enumerate(users)
                for b in users[i + 1:])
 
 
@@ -116,7 +140,7 @@ def _collisions(elements: Sequence[Element],
                 ctx: Context) -> Iterator[Hit]:
     for group in _groups(ctx):
         for collision in tree.hook_collisions(group):
-            if not _can_meet(group, collision.paths):
+            if not _can_meet(group, collision.paths, ctx):
                 continue
             others = ", ".join(str(p) for p in collision.paths[1:])
             yield Hit(collision.paths[0], 0,
@@ -132,7 +156,7 @@ def _overwrites(elements: Sequence[Element],
                 ctx: Context) -> Iterator[Hit]:
     for group in _groups(ctx):
         for overwrite in tree.nested_overwrites(group):
-            if _can_meet(group, overwrite.paths):
+            if _can_meet(group, overwrite.paths, ctx):
                 yield Hit(overwrite.paths[0], 0, overwrite.message())
 
 
