@@ -162,10 +162,6 @@ class Collision:
     name: str
     paths: tuple[Path, ...]
 
-    @property
-    def phase(self) -> str:
-        return self.directory
-
     def message(self) -> str:
         files = ", ".join(str(p) for p in self.paths)
         return (f"{self.directory}/{self.name} is shipped by "
