@@ -76,7 +76,7 @@ class TestNeverATraceback(testtools.TestCase):
         self.useFixture(fixtures.EnvironmentVariable("XDG_CACHE_HOME",
                                                      home))
 
-    @settings(max_examples=30, deadline=None,
+    @settings(max_examples=30, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(files=FILES, links=LINKS, strict=st.booleans())
     def test_check(self, files: list, links: list, strict: bool) -> None:
