@@ -157,7 +157,7 @@ def make_plan(options: BuildOptions, index: ElementIndex,
     elements = [index[n] for n in resolution.elements]
     tree.check_collisions(elements)
     warnings = [s.message() for e in elements
-                for s in tree.skipped_scripts(e)]
+                for s in tree.skipped_scripts(e)] + tree.overwrites(elements)
 
     output = Path(os.path.abspath(options.output))
     name = output.name

@@ -80,3 +80,9 @@ class BuildFailed(TieError):
 
     ref = "build-failed"
     exit_code = EXIT_FAILED
+
+
+class ShellcheckFailed(TieError):
+    """shellcheck was found but failed to run (not: it found problems)."""
+
+    ref = "shellcheck-failed"

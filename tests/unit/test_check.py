@@ -1,79 +1,24 @@
-"""Tests for tripleo_elements.check: every registered code fires on a bad
-tree and stays silent on a good one, plus the driver, output and CLI."""
+"""Tests for tripleo_elements.check's registry: every registered code
+fires on a bad tree and stays silent on a good one, the README documents
+exactly the registered codes, and the messages say what they should."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
+import re
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import fixtures
 import testtools
 
-from tripleo_elements import check, errors, graph
+from tests.unit.checktrees import (GOOD_PYTHON, GOOD_SCRIPT, Builder,
+                                   FakeShellcheck, Unreadable, element,
+                                   script, several, single)
+from tripleo_elements import check, graph
 from tripleo_elements.discovery import discover
-from tripleo_elements.element import load_element
 
-GOOD_SCRIPT = """#!/bin/bash
-
-if [ ${DIB_DEBUG_TRACE:-0} -gt 0 ]; then
-    set -x
-fi
-set -eu
-set -o pipefail
-
-echo hello
-"""
-
-GOOD_PYTHON = """#!/usr/bin/env python3
-import sys
-
-
-print(sys.argv)
-"""
-
-
-def write(root: Path, rel: str, text: str | bytes, mode: int = 0o644
-          ) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text)
-    path.chmod(mode)
-    return path
-
-
-def element(root: Path, name: str, files: dict[str, str | tuple[str, int]]
-            | None = None, readme: bool = True) -> Path:
-    """An element directory under ``root``: README.rst (unless told not
-    to), then ``files`` (rel -> text, or (text, mode))."""
-    path = root / name
-    path.mkdir(parents=True, exist_ok=True)
-    if readme:
-        write(path, "README.rst", f"{name}\n{'=' * len(name)}\n")
-    for rel, spec in (files or {}).items():
-        text, mode = spec if isinstance(spec, tuple) else (spec, 0o644)
-        write(path, rel, text, mode)
-    return path
-
-
-def script(body: str = "echo hello\n") -> tuple[str, int]:
-    return GOOD_SCRIPT.replace("echo hello\n", body), 0o755
-
-
-Builder = Callable[[Path], None]
-
-
-def single(files: dict[str, str | tuple[str, int]],
-           readme: bool = True) -> Builder:
-    return lambda root: [element(root, "one", files, readme)] and None
-
+README = Path(__file__).resolve().parents[2] / "README.rst"
 
 # code -> (bad tree, good tree).  Every code of check.CHECKS must be here
 # (test_every_code_has_cases).
@@ -82,6 +27,8 @@ CASES: dict[str, tuple[Builder, Builder]] = {
                single({"install.d/10-a": script()})),
     "TIE002": (single({"NOTES.md": "# notes\n"}),
                single({"NOTES.txt": "notes\n"})),
+    "TIE003": (single({"static/secret": "x\n"}),
+               single({"static/public": "x\n"})),
     "TIE010": (single({"bin/tool": (GOOD_SCRIPT, 0o644)}),
                single({"bin/tool": (GOOD_SCRIPT, 0o755)})),
     "TIE011": (single({"install.d/10-a": (
@@ -113,10 +60,8 @@ CASES: dict[str, tuple[Builder, Builder]] = {
                                           0o755)}),
                single({"install.d/10-a": script()})),
     "TIE024": (single({"element-deps": "zzz\naaa\n"}),
-               lambda root: [element(root, "one",
-                                     {"element-deps": "aaa\nzzz\n"}),
-                             element(root, "aaa"), element(root, "zzz")]
-               and None),
+               several({"one": {"element-deps": "aaa\nzzz\n"},
+                        "aaa": {}, "zzz": {}})),
     "TIE025": (single({"environment.d/10-a.bash": "set -x\nexport A=1\n"}),
                single({"environment.d/10-a.bash": "export A=1\n"})),
     "TIE026": (single({"environment.d/10-a.bash": ("export A=1\n",
@@ -138,18 +83,20 @@ CASES: dict[str, tuple[Builder, Builder]] = {
         "import sys\n", "import os\nimport sys\n"), 0o755)}),
         single({"bin/tool": (GOOD_PYTHON, 0o755)})),
     "TIE040": (single({"element-deps": "no-such-element\n"}),
-               lambda root: [element(root, "one",
-                                     {"element-deps": "two\n"}),
-                             element(root, "two")] and None),
+               several({"one": {"element-deps": "two\n"}, "two": {}})),
     "TIE041": (single({"element-deps": "# a comment\n"}),
                single({"element-deps": ""})),
     "TIE050": (single({"install.d/10-a.sh": script()}),
                single({"install.d/10-a": script()})),
-    "TIE051": (lambda root: [element(root, n, {"install.d/10-a": script()})
-                             for n in ("one", "two")] and None,
-               lambda root: [element(root, n, {f"install.d/10-{n}":
-                                               script()})
-                             for n in ("one", "two")] and None),
+    "TIE051": (several({n: {"install.d/10-a": script()}
+                        for n in ("one", "two")}),
+               several({n: {f"install.d/10-{n}": script()}
+                        for n in ("one", "two")})),
+    "TIE052": (several({n: {"os-refresh-config/configure.d/20-x":
+                            script(f"echo {n}\n")}
+                        for n in ("one", "two")}),
+               several({n: {f"os-refresh-config/configure.d/20-{n}":
+                            script()} for n in ("one", "two")})),
     "TIE060": (single({"package-installs.yaml":
                        "a:\n  phase: root.d\nb:\n  arch: x86\n"
                        "  colour: red\n"}),
@@ -176,34 +123,6 @@ CASES: dict[str, tuple[Builder, Builder]] = {
     "TIE080": (single({"install.d/10-a": script()}),
                single({"install.d/10-a": script()})),
 }
-
-
-class FakeShellcheck(fixtures.Fixture):
-    """Replace the shellcheck wrapper: ``binary`` None means not
-    installed; ``comments`` maps a file name to the json1 comments the
-    fake reports for it.  ``calls`` records each run's paths."""
-
-    def __init__(self, binary: str | None = "/usr/bin/shellcheck",
-                 comments: dict[str, list[dict]] | None = None) -> None:
-        super().__init__()
-        self.binary = binary
-        self.comments = comments or {}
-        self.calls: list[list[Path]] = []
-
-    def _setUp(self) -> None:
-        self.useFixture(fixtures.MonkeyPatch(
-            "tripleo_elements.check.shellcheck_binary",
-            lambda: self.binary))
-        self.useFixture(fixtures.MonkeyPatch(
-            "tripleo_elements.check.run_shellcheck", self._run))
-
-    def _run(self, paths, severity="warning", binary="shellcheck"):
-        self.calls.append(list(paths))
-        out = []
-        for path in paths:
-            for comment in self.comments.get(Path(path).name, []):
-                out.append(dict(comment, file=str(path)))
-        return out
 
 
 class CheckTestCase(testtools.TestCase):
@@ -234,8 +153,23 @@ class TestRegistryCases(CheckTestCase):
             self.assertRegex(code, r"^TIE\d{3}$")
             self.assertIn(entry.scope, (check.FILE, check.ELEMENT,
                                         check.SET))
+            self.assertIn(entry.severity, (check.ERROR, check.WARNING,
+                                           check.NOTICE))
             self.assertTrue(entry.description)
             self.assertNotIn("\n", entry.description)
+
+    def test_rule_bodies_name_no_code(self) -> None:
+        # The registry stamps the code: a rule module repeats a code only
+        # in its @register line.
+        package = Path(check.__file__).parent
+        sources = sorted(package.glob("*.py"))
+        self.assertNotEqual([], sources)
+        for source in sources:
+            text = source.read_text()
+            for code in set(re.findall(r'"(TIE\d{3})"', text)):
+                self.assertEqual(
+                    1, text.count(f'"{code}"'), f"{source.name}: {code}")
+                self.assertIn(f'@register("{code}"', text, source.name)
 
     def _case(self, code: str, which: int) -> list[check.Finding]:
         root = Path(tempfile.mkdtemp(dir=self.root.parent))
@@ -243,6 +177,8 @@ class TestRegistryCases(CheckTestCase):
         if code == check.SHELLCHECK_MISSING:
             self.useFixture(FakeShellcheck(binary=None if which == 0
                                            else "/usr/bin/shellcheck"))
+        if code == "TIE003":
+            self.useFixture(Unreadable("secret"))
         return check.check_elements(
             check.targets_from_paths([root]), index=discover([root]),
             select=[code, "SC"] if code == check.SHELLCHECK_MISSING
@@ -268,6 +204,34 @@ class TestRegistryCases(CheckTestCase):
                 check.targets_from_paths([root]), index=discover([root]),
                 shellcheck=False)
             self.assertEqual([], found, code)
+
+
+class TestReadmeTable(testtools.TestCase):
+    """The README's code table lists exactly the registered codes, each
+    with its registered description's severity made clear."""
+
+    def _documented(self) -> dict[str, str]:
+        text = README.read_text()
+        section = text.split("\nCodes\n-----\n", 1)[1].split("\nSpeed\n")[0]
+        return dict(re.findall(r"^``(TIE\d{3})`` (.*)$", section, re.M))
+
+    def test_every_code_documented_once(self) -> None:
+        documented = self._documented()
+        self.assertNotEqual({}, documented)
+        self.assertEqual(sorted(check.CHECKS), sorted(documented))
+        section = README.read_text().split("\nCodes\n-----\n", 1)[1]
+        for code in check.CHECKS:
+            self.assertEqual(1, len(re.findall(rf"^``{code}`` ", section,
+                                               re.M)), code)
+
+    def test_non_failing_codes_say_so(self) -> None:
+        for code, text in self._documented().items():
+            severity = check.CHECKS[code].severity
+            if severity != check.ERROR:
+                self.assertIn(f"({severity})", text, code)
+            else:
+                self.assertNotIn("(warning)", text, code)
+                self.assertNotIn("(notice)", text, code)
 
 
 class TestMessages(CheckTestCase):
@@ -331,7 +295,20 @@ class TestMessages(CheckTestCase):
             element(self.root, name, {
                 "element-provides": "operating-system\n",
                 "root.d/10-base": script()})
-        self.assertEqual([], self.run_check(select=["TIE051"]))
+        self.assertEqual([], self.run_check(select=["TIE05"]))
+
+    def test_elements_bringing_different_oses_do_not_collide(self) -> None:
+        for name in ("os-a", "os-b"):
+            element(self.root, name, {
+                "element-provides": "operating-system\n"})
+            element(self.root, f"{name}-tools", {
+                "element-deps": f"{name}\n",
+                "environment.d/10-pkg.bash": f"export PKG={name}\n"})
+        self.assertEqual([], self.run_check(select=["TIE05"]))
+        # Without the OS dependency they could meet: DIB would abort.
+        (self.root / "os-b-tools" / "element-deps").write_text("")
+        self.assertEqual(["TIE051"],
+                         self.codes(self.run_check(select=["TIE05"])))
 
     def test_package_installs_messages(self) -> None:
         element(self.root, "one", {"package-installs.yaml": (
@@ -355,6 +332,14 @@ class TestMessages(CheckTestCase):
         found = self.run_check(select=["TIE060"])
         self.assertEqual(1, len(found))
         self.assertIn("a/1/phase", found[0].message)
+
+    def test_package_installs_top_level_list(self) -> None:
+        element(self.root, "one", {"package-installs.yaml":
+                                   "- curl\n- git\n"})
+        found = self.run_check(select=["TIE060"])
+        self.assertEqual(["the top level is a list, not a mapping of "
+                          "package names (package-installs-squash fails "
+                          "on it)"], [f.message for f in found])
 
     def test_oac_messages(self) -> None:
         element(self.root, "one", {
@@ -399,7 +384,7 @@ class TestMessages(CheckTestCase):
         cache = Path(self.useFixture(fixtures.TempDir()).path)
         first = self.run_check(select=["TIE032"], cache_dir=cache)
         self.useFixture(fixtures.MonkeyPatch(
-            "tripleo_elements.check._flake8", None))
+            "tripleo_elements.check.tools.flake8", None))
         self.assertEqual(first, self.run_check(select=["TIE032"],
                                                cache_dir=cache))
         self.assertEqual(1, len(first))
@@ -410,213 +395,3 @@ class TestMessages(CheckTestCase):
         found = self.run_check(select=["TIE032"])
         self.assertEqual(["flake8 E225 missing whitespace around operator"],
                          [f.message for f in found])
-
-
-class TestShellcheck(CheckTestCase):
-
-    def test_passes_codes_through_in_one_run(self) -> None:
-        element(self.root, "one", {
-            "install.d/10-a": script(),
-            "install.d/20-b": script(),
-            "environment.d/10-x.bash": "FOO=1\n",
-            "README.rst": "one\n===\n"})
-        fake = self.useFixture(FakeShellcheck(comments={
-            "10-a": [{"line": 9, "code": 2086, "level": "info",
-                      "message": "Double quote."}],
-            "10-x.bash": [{"line": 1, "code": 2034, "level": "warning",
-                           "message": "FOO appears unused."}]}))
-        found = self.run_check(shellcheck=True)
-        self.assertEqual(1, len(fake.calls))
-        self.assertEqual(["10-x.bash", "10-a", "20-b"],
-                         [p.name for p in fake.calls[0]])
-        self.assertEqual(["SC2086"], self.codes(found))
-        self.assertEqual("info: Double quote.", found[0].message)
-        self.assertEqual(9, found[0].line)
-
-    def test_missing_shellcheck_is_one_notice(self) -> None:
-        element(self.root, "one", {"install.d/10-a": script(),
-                                   "install.d/20-b": script()})
-        self.useFixture(FakeShellcheck(binary=None))
-        found = self.run_check(shellcheck=True)
-        self.assertEqual([check.SHELLCHECK_MISSING], self.codes(found))
-        self.assertIn("2 bash script(s) not checked", found[0].message)
-        self.assertEqual([check.SHELLCHECK_MISSING], self.codes(
-            self.run_check(shellcheck=True, select=["SC2086"])))
-        self.assertEqual([], self.run_check(shellcheck=True,
-                                            ignore=["TIE080"]))
-
-    def test_cache_by_content(self) -> None:
-        element(self.root, "one", {"install.d/10-a": script()})
-        fake = self.useFixture(FakeShellcheck(comments={
-            "10-a": [{"line": 2, "code": 2034, "level": "warning",
-                      "message": "x"}]}))
-        cache = Path(self.useFixture(fixtures.TempDir()).path)
-        first = self.run_check(shellcheck=True, cache_dir=cache)
-        second = self.run_check(shellcheck=True, cache_dir=cache)
-        self.assertEqual(1, len(fake.calls))
-        self.assertEqual(["SC2034"], self.codes(first))
-        self.assertEqual(first, second)
-
-    def test_ignore_sc_skips_the_run(self) -> None:
-        element(self.root, "one", {"install.d/10-a": script()})
-        fake = self.useFixture(FakeShellcheck())
-        self.run_check(shellcheck=True, ignore=["SC"])
-        self.run_check(shellcheck=True, select=["TIE0"])
-        self.assertEqual([], fake.calls)
-
-
-class TestDriver(CheckTestCase):
-
-    def test_finding_format_and_json(self) -> None:
-        finding = check.Finding(Path("a/b"), 3, "TIE012", "is not set -e")
-        self.assertEqual("a/b:3: TIE012 is not set -e", finding.format())
-        out = check.format_findings([finding, finding], "json")
-        self.assertEqual([{"path": "a/b", "line": 3, "code": "TIE012",
-                           "message": "is not set -e"}] * 2,
-                         json.loads(out))
-        self.assertEqual("a/b:3: TIE012 is not set -e\n",
-                         check.format_findings([finding], "text"))
-        self.assertRaises(errors.UsageError, check.format_findings,
-                          [finding], "xml")
-
-    def test_output_is_sorted_and_deterministic(self) -> None:
-        element(self.root, "b", {"install.d/10-b": ("#!/bin/bash\n",
-                                                    0o755)})
-        element(self.root, "a", {"install.d/10-a": ("#!/bin/bash\n",
-                                                    0o755)})
-        found = self.run_check()
-        self.assertNotEqual([], found)
-        self.assertEqual(sorted(found), found)
-        self.assertEqual(found, self.run_check())
-
-    def test_select_and_ignore_prefixes(self) -> None:
-        element(self.root, "one", {"install.d/10-a": ("#!/bin/bash\n",
-                                                      0o755)},
-                readme=False)
-        everything = set(self.codes(self.run_check()))
-        self.assertEqual({"TIE001", "TIE012", "TIE013", "TIE014",
-                          "TIE015"}, everything)
-        self.assertEqual(["TIE012", "TIE013"], sorted(set(self.codes(
-            self.run_check(select=["TIE01"], ignore=["TIE014",
-                                                     "TIE015"])))))
-        self.assertRaises(errors.UsageError, check.validate_codes,
-                          ["XYZ"])
-        check.validate_codes(["TIE0", "SC2086", "S"])
-
-    def test_targets_from_paths(self) -> None:
-        one = element(self.root, "one", {"install.d/10-a": script()})
-        element(self.root, "two", {"element-deps": "one\n"}, readme=False)
-        (self.root / "not-an-element").mkdir()
-        self.assertEqual(["one", "two"], [
-            e.name for e in check.targets_from_paths([self.root])])
-        self.assertEqual([one], [
-            e.path for e in check.targets_from_paths([one])])
-        error = self.assertRaises(errors.UsageError,
-                                  check.targets_from_paths,
-                                  [self.root / "nope"])
-        self.assertIn("no such file or directory", error.message)
-        self.assertTrue(error.hint)
-        self.assertRaises(errors.UsageError, check.targets_from_paths,
-                          [self.root / "not-an-element"])
-
-    def test_element_named_like_a_marker_file(self) -> None:
-        # diskimage-builder has elements called pkg-map and svc-map.
-        element(self.root, "pkg-map", {"bin/map": script()})
-        self.assertEqual(["pkg-map"], [
-            e.name for e in check.targets_from_paths([self.root])])
-
-    def test_binary_and_symlinked_files(self) -> None:
-        one = element(self.root, "one", {
-            "static/blob": (b"\0\x01which \n", 0o755)})
-        (one / "static" / "link").symlink_to("/etc/passwd")
-        self.assertEqual([], self.run_check())
-
-    def test_default_index_includes_dib_elements(self) -> None:
-        element(self.root, "one", {"element-deps": "package-installs\n"})
-        targets = check.targets_from_paths([self.root])
-        self.assertEqual([], check.check_elements(
-            targets, select=["TIE040"], shellcheck=False))
-
-
-class TestMain(CheckTestCase):
-
-    def main(self, *argv: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        env = {"HOME": str(self.root.parent), "PATH": os.environ["PATH"]}
-        self.useFixture(fixtures.EnvironmentVariable("ELEMENTS_PATH"))
-        self.useFixture(fixtures.EnvironmentVariable(
-            "XDG_CACHE_HOME", env["HOME"]))
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = check.main(list(argv))
-        return code, out.getvalue(), err.getvalue()
-
-    def test_clean_tree_exits_0(self) -> None:
-        element(self.root, "one", {"install.d/10-a": script()})
-        self.assertEqual((0, "", ""), self.main(str(self.root),
-                                                "--no-shellcheck"))
-
-    def test_findings_exit_1_json(self) -> None:
-        element(self.root, "one", {"install.d/10-a": script()},
-                readme=False)
-        code, out, _ = self.main(str(self.root), "--no-shellcheck",
-                                 "--format", "json")
-        self.assertEqual(1, code)
-        self.assertEqual(["TIE001"], [f["code"] for f in json.loads(out)])
-
-    def test_bad_usage_exits_2(self) -> None:
-        code, out, err = self.main(str(self.root / "missing"))
-        self.assertEqual(2, code)
-        self.assertIn("error[usage]:", err)
-        self.assertIn("hint:", err)
-        self.assertEqual(2, self.main("--select", "NOPE", str(self.root))[0])
-        self.assertEqual(2, self.main()[0])
-        self.assertEqual(2, self.main("--format", "xml", str(self.root))[0])
-        code, _, err = self.main("-e", "no-such-element-anywhere",
-                                 "--no-shellcheck")
-        self.assertEqual(2, code)
-        self.assertIn("no-such-element-anywhere", err)
-
-    def test_resolved_set_reports_missing_dep_with_chain(self) -> None:
-        element(self.root, "top", {"element-deps": "middle\n"})
-        element(self.root, "middle", {"element-deps": "ghost\n"})
-        code, out, _ = self.main("-e", "top", "--elements-path",
-                                 str(self.root), "--no-shellcheck",
-                                 "--select", "TIE040")
-        self.assertEqual(1, code)
-        self.assertIn("top -> middle -> ghost: element 'ghost' not found",
-                      out)
-
-    def test_list_checks(self) -> None:
-        code, out, _ = self.main("--list-checks")
-        self.assertEqual(0, code)
-        self.assertEqual(len(check.CHECKS), len(out.splitlines()))
-
-
-class TestLoadElementReuse(testtools.TestCase):
-    """targets_from_paths returns ordinary Element objects."""
-
-    def test_same_as_load_element(self) -> None:
-        root = Path(self.useFixture(fixtures.TempDir()).path)
-        path = element(root, "one", {"element-deps": "b\na\n"})
-        self.assertEqual(load_element(path, root),
-                         check.targets_from_paths([path])[0])
-
-
-class TestElementRule(testtools.TestCase):
-
-    def test_directory_of_elements_named_like_marker_dirs(self) -> None:
-        # This project ships elements called os-apply-config and
-        # os-refresh-config: their parent is not an element.
-        root = Path(self.useFixture(fixtures.TempDir()).path)
-        for name in ("os-apply-config", "os-refresh-config", "static"):
-            element(root, name, {"install.d/10-a": script()})
-        self.assertFalse(check.is_element_dir(root))
-        self.assertEqual(["os-apply-config", "os-refresh-config",
-                          "static"],
-                         [e.name for e in check.targets_from_paths([root])])
-
-    def test_phase_directory_alone_makes_an_element(self) -> None:
-        root = Path(self.useFixture(fixtures.TempDir()).path)
-        path = element(root, "bare", {"install.d/10-a": script()},
-                       readme=False)
-        self.assertTrue(check.is_element_dir(path))

@@ -1,0 +1,222 @@
+"""The external linters ``build-image check`` runs over many files at once:
+shellcheck (separate processes, one per shell and CPU chunk, never one
+per file) and flake8's checkers pycodestyle and pyflakes (in-process).
+
+In: the :class:`~.model.SourceFile` objects to lint and a cache directory.
+Out: shellcheck's comments as :class:`~.model.Finding` objects keeping
+shellcheck's own codes (``SC2086``), and flake8 problems as
+(file, line, flake8 code, message) tuples the TIE032 rule reports.  Results
+are cached by file content plus tool version (:mod:`.cache`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from tripleo_elements import errors
+from tripleo_elements.check import cache
+from tripleo_elements.check.model import (SHELLCHECK_PREFIX, Finding,
+                                          SourceFile)
+
+SHELLCHECK_LEVELS = ("error", "warning", "info", "style")
+#: The shells shellcheck knows; a script in any other is not given to it.
+SHELLCHECK_SHELLS = frozenset({"bash", "dash", "sh", "ksh"})
+
+
+# ------------------------------------------------------------ shellcheck
+
+def shellcheck_shell(src: SourceFile) -> str | None:
+    """The ``--shell`` to check ``src`` as, or None when shellcheck
+    should not look at it (not a shell script, or binary, or docs)."""
+    if src.binary or src.name.endswith((".py", ".rst", ".yaml")):
+        return None
+    shell = src.shell
+    if shell == "mksh":
+        shell = "ksh"
+    return shell if shell in SHELLCHECK_SHELLS else None
+
+
+def shellcheck_binary() -> str | None:
+    """Path of the shellcheck executable, or None."""
+    return shutil.which("shellcheck")
+
+
+def run_shellcheck(paths: Sequence[Path], severity: str = "warning",
+                   binary: str = "shellcheck",
+                   shell: str = "bash") -> list[dict[str, Any]]:
+    """Run shellcheck once over ``paths`` (all checked as ``shell``) and
+    return its json1 comments.
+
+    The one place this package starts a process (through
+    :func:`tripleo_elements.process.run`).  Raises
+    :class:`errors.ShellcheckFailed` when shellcheck fails to run.
+    """
+    from tripleo_elements import process
+    if not paths:
+        return []
+    argv = [binary, "--format=json1", f"--shell={shell}",
+            f"--severity={severity}", "--", *map(str, paths)]
+    proc = process.run(argv, check=False)
+    if proc.returncode not in (0, 1):
+        raise errors.ShellcheckFailed(
+            f"shellcheck failed (exit {proc.returncode}): "
+            f"{proc.stderr.strip()[:300]}",
+            "run the command by hand: " + " ".join(argv[:5]) + " ...")
+    try:
+        return list(json.loads(proc.stdout or "{}").get("comments", []))
+    except ValueError as exc:
+        raise errors.ShellcheckFailed(
+            f"shellcheck printed no JSON: {exc}",
+            "run the command by hand: " + " ".join(argv[:5]) + " ...")
+
+
+def _parallel(paths: Sequence[Path], severity: str, binary: str,
+              shell: str) -> list[dict[str, Any]]:
+    """:func:`run_shellcheck` over a few chunks at once (one per CPU)."""
+    from concurrent.futures import ThreadPoolExecutor
+    jobs = max(1, min(os.cpu_count() or 1, len(paths) // 8 or 1))
+    if jobs == 1:
+        return run_shellcheck(paths, severity, binary, shell)
+    chunks = [list(paths[i::jobs]) for i in range(jobs)]
+    with ThreadPoolExecutor(jobs) as pool:
+        results = pool.map(
+            lambda chunk: run_shellcheck(chunk, severity, binary, shell),
+            chunks)
+        return [c for result in results for c in result]
+
+
+@functools.cache
+def _binary_version(binary: str) -> str:
+    # Part of the cache key only: a changed binary means a new key.
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return binary
+    return f"{os.path.realpath(binary)}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
+                        cache_dir: Path | None,
+                        binary: str) -> list[Finding]:
+    """shellcheck's findings on ``scripts``, each file checked as the
+    shell its ``#!`` line names; ``SC2034`` (unused variable) is dropped
+    for ``environment.d`` files, whose variables other scripts use."""
+    version = _binary_version(binary)
+    by_shell: dict[str, list[SourceFile]] = {}
+    for src in scripts:
+        shell = shellcheck_shell(src)
+        if shell is not None:
+            by_shell.setdefault(shell, []).append(src)
+    results: dict[Path, list[dict[str, Any]]] = {}
+    for shell, group in sorted(by_shell.items()):
+        salt = f"{version}\0{severity}\0{shell}\0".encode()
+        keys = {src.path: hashlib.sha256(salt + src.data).hexdigest()
+                for src in group}
+        misses = []
+        for src in group:
+            cached = cache.get(cache_dir, keys[src.path])
+            if cached is None:
+                misses.append(src.path)
+            else:
+                results[src.path] = cached
+        fresh: dict[Path, list[dict[str, Any]]] = {p: [] for p in misses}
+        if misses:
+            for comment in _parallel(misses, severity, binary, shell):
+                fresh.setdefault(Path(comment["file"]), []).append(comment)
+            for path, comments in fresh.items():
+                if path in keys:
+                    cache.put(cache_dir, keys[path], comments)
+        results.update(fresh)
+    env_files = {src.path for src in scripts if src.in_environment_d}
+    findings = []
+    for path, comments in results.items():
+        for comment in comments:
+            code = f"{SHELLCHECK_PREFIX}{comment['code']}"
+            if path in env_files and code == "SC2034":
+                continue
+            findings.append(Finding(
+                path, int(comment.get("line", 0)), code,
+                f"{comment.get('level', 'warning')}: {comment['message']}"))
+    return findings
+
+
+# ---------------------------------------------------------------- flake8
+
+def _flake8_key(src: SourceFile) -> str:
+    import pycodestyle
+    import pyflakes
+    salt = f"flake8\0{pycodestyle.__version__}\0{pyflakes.__version__}\0"
+    return hashlib.sha256(salt.encode() + src.data).hexdigest()
+
+
+def flake8_cached(scripts: Sequence[SourceFile], cache_dir: Path | None
+                  ) -> Iterator[tuple[SourceFile, int, str, str]]:
+    """:func:`flake8` through the cache."""
+    misses = []
+    for src in scripts:
+        cached = cache.get(cache_dir, _flake8_key(src))
+        if cached is None:
+            misses.append(src)
+            continue
+        for item in cached:
+            yield src, item["line"], item["code"], item["message"]
+    if misses:
+        found: dict[Path, list[dict[str, Any]]] = {
+            src.path: [] for src in misses}
+        for src, line, code, message in flake8(misses):
+            found[src.path].append(
+                {"line": line, "code": code, "message": message})
+            yield src, line, code, message
+        for src in misses:
+            cache.put(cache_dir, _flake8_key(src), found[src.path])
+
+
+def flake8(scripts: Sequence[SourceFile]
+           ) -> Iterator[tuple[SourceFile, int, str, str]]:
+    """(file, line, flake8 code, message) for each problem pycodestyle and
+    pyflakes find, with flake8's default ignore list."""
+    import pycodestyle
+    import pyflakes.api
+    from flake8.plugins.pyflakes import FLAKE8_PYFLAKES_CODES
+
+    found: list[tuple[int, str, str]] = []
+
+    class Flakes:
+        def unexpectedError(self, filename: str, msg: str) -> None:
+            found.append((0, "E902", str(msg)))
+
+        def syntaxError(self, filename: str, msg: str, lineno: int,
+                        offset: int, text: str) -> None:
+            found.append((lineno or 0, "E999", str(msg)))
+
+        def flake(self, message: Any) -> None:
+            code = FLAKE8_PYFLAKES_CODES.get(type(message).__name__, "F")
+            found.append((message.lineno, code,
+                          message.message % message.message_args))
+
+    class Style(pycodestyle.BaseReport):
+        def error(self, line_number: int, offset: int, text: str,
+                  check: Any) -> str | None:
+            code = super().error(line_number, offset, text, check)
+            if code:
+                found.append((line_number, text[:4], text[5:]))
+            return code
+
+    guide = pycodestyle.StyleGuide(
+        reporter=Style, ignore=pycodestyle.DEFAULT_IGNORE.split(","),
+        quiet=True)
+    for src in scripts:
+        found.clear()
+        pyflakes.api.check(src.text, str(src.path), Flakes())
+        pycodestyle.Checker(str(src.path), lines=src.text.splitlines(True),
+                            options=guide.options,
+                            report=Style(guide.options)).check_all()
+        for line, code, message in found:
+            yield src, line, code, message
