@@ -15,7 +15,8 @@ from pathlib import Path
 import testtools
 
 from tests.unit.trees import make_tree
-from tripleo_elements import dib, errors, host, process
+from tripleo_elements import build, errors, host, options, outputs, process
+from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import discover
 
 SOURCES = [host.AptSource("http://mirror.example/debian",
@@ -80,9 +81,9 @@ class PlanTest(testtools.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.index = discover([make_tree(self.tmp / "elements", TREE)])
 
-    def plan(self, env=None, dm=True, **kw) -> dib.BuildPlan:
-        options = dib.BuildOptions(output=self.tmp / "out" / "img", **kw)
-        return dib.make_plan(options, self.index, env or {},
+    def plan(self, env=None, dm=True, **kw) -> plan_mod.BuildPlan:
+        opts = options.BuildOptions(output=self.tmp / "out" / "img", **kw)
+        return plan_mod.make_plan(opts, self.index, env or {},
                              apt_sources=SOURCES, device_mapper=dm)
 
     def test_default_request_is_entry_os_and_vm(self) -> None:
@@ -144,8 +145,8 @@ class PlanTest(testtools.TestCase):
             self.assertIn(key, data)
 
     def test_unknown_image_type(self) -> None:
-        err = self.assertRaises(errors.UsageError, self.plan,
-                                types=("qcow3",))
+        err = self.assertRaises(errors.UsageError, options.parse,
+                                ["-t", "qcow3"])
         self.assertIn("qcow3", err.message)
 
     def test_hook_collision_stops_the_plan(self) -> None:
@@ -176,24 +177,25 @@ class ExecuteTest(testtools.TestCase):
         fake.write_text(FAKE_DIB)
         fake.chmod(0o755)
         self.record = self.tmp / "argv"
-        options = dib.BuildOptions(output=self.tmp / "out" / "img")
+        opts = options.BuildOptions(output=self.tmp / "out" / "img")
         (self.tmp / "out").mkdir()
-        self.plan = dib.make_plan(options, self.index, {},
+        self.env = {"DIB_IMAGE_CACHE": str(self.tmp / "cache")}
+        self.plan = plan_mod.make_plan(opts, self.index, self.env,
                                   apt_sources=SOURCES, device_mapper=True,
                                   dib_command=str(fake))
         self.reports: list[tuple[str, str | None]] = []
 
-    def run_build(self, mode: str) -> dib.BuildResult:
+    def run_build(self, mode: str) -> build.BuildResult:
         env = dict(os.environ, FAKE_DIB_MODE=mode,
-                   FAKE_DIB_RECORD=str(self.record))
-        return dib.execute(self.plan, env,
+                   FAKE_DIB_RECORD=str(self.record), **self.env)
+        return build.execute(self.plan, env,
                            lambda p, s: self.reports.append((p, s)))
 
     def test_success_publishes_image_checksum_and_manifest(self) -> None:
         result = self.run_build("ok")
         image = self.tmp / "out" / "img.qcow2"
         self.assertEqual("new image\n", image.read_text())
-        self.assertEqual(f"{dib.sha256_of(image)}  img.qcow2\n",
+        self.assertEqual(f"{outputs.sha256_of(image)}  img.qcow2\n",
                          (self.tmp / "out" / "img.qcow2.sha256").read_text())
         manifest = json.loads(result.manifest.read_text())
         self.assertEqual(list(self.plan.elements), manifest["elements"])
