@@ -301,7 +301,9 @@ def make_plan(options: BuildOptions, index: ElementIndex,
                 "file://" + str(workdir / "block-device.yaml")
 
     final = NO_FINAL_IMAGE not in resolution.elements
-    if not final and set(options.types) - TREE_TYPES - {"qcow2"}:
+    # (The default qcow2 goes unmentioned: a ramdisk build keeps it.)
+    if not final and options.types != ("qcow2",) and \
+            set(options.types) - TREE_TYPES:
         warnings.append(
             "no-final-image is part of the image: diskimage-builder "
             "writes no " + ", ".join(sorted(set(options.types)
