@@ -169,7 +169,7 @@ def missing_commands(commands: Iterable[str],
                      which: Callable[[str], str | None] = shutil.which,
                      ) -> dict[str, str]:
     """Missing command -> Debian package that provides it (from bindep)."""
-    provider = {}
+    provider: dict[str, str] = {}
     for pkg in packages:
         for command in pkg.commands:
             provider.setdefault(command, pkg.package)
