@@ -98,9 +98,9 @@ def _execute(plan: BuildPlan, environ: Mapping[str, str],
         if plan.block_device_config is not None:
             (plan.workdir / "block-device.yaml").write_text(
                 plan.block_device_config)
-        with downloads.private_cache(plan.image_cache) as cache:
-            env = dict(environ)
-            env.update(plan.environment)
+        env = dict(environ)
+        env.update(plan.environment)
+        with downloads.private_cache(plan.image_cache, env) as cache:
             env["DIB_IMAGE_CACHE"] = str(cache)
             # DIB finds its helpers next to the interpreter it runs under.
             env["PATH"] = os.pathsep.join(

@@ -5,7 +5,8 @@ git mirrors, debootstrap tarballs) into every build's chroot, so two
 builds on one host share apt's lock file and the second one fails.  Each
 build here gets a private cache directory *inside* the shared one (same
 filesystem), seeded with hard links to the shared files (no copying, no
-lock files or partial downloads); after the build, files it added or
+lock files or partial downloads, nor a file the build would rewrite in
+place); after the build, files it added or
 replaced are linked back into the shared cache under an exclusive lock,
 each with an atomic rename.  Files the build deleted stay shared.  A
 private cache left by a killed build is found by its unheld lock and
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import fnmatch
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 #: Names of the private caches (and our locks) inside the shared cache.
@@ -62,15 +64,33 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def seed(shared: Path, private: Path) -> int:
-    """Fill ``private`` with hard links to every shared file; returns how
-    many files were linked."""
+def rewritten_in_place(environ: Mapping[str, str]) -> frozenset[str]:
+    """Top-level cache files this build will rewrite in place (through
+    the hard link, i.e. in the shared cache) without reading them: they
+    are left out of the private copy.  The debootstrap element writes
+    its tarball with ``tar -zcf`` when ``DIB_DEBOOTSTRAP_CACHE`` is set
+    and the cached one is not used."""
+    uses_cache = environ.get("DIB_OFFLINE") or \
+        environ.get("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE")
+    if environ.get("DIB_DEBOOTSTRAP_CACHE", "0") not in ("", "0") and \
+            not uses_cache:
+        return frozenset({"debootstrap-*.tar.gz"})
+    return frozenset()
+
+
+def seed(shared: Path, private: Path,
+         leave_out: Iterable[str] = ()) -> int:
+    """Fill ``private`` with hard links to every shared file (but the
+    top-level ones matching a ``leave_out`` pattern); returns how many
+    files were linked."""
+    leave_out = tuple(leave_out)
     count = 0
     for dirpath, dirnames, filenames in os.walk(shared):
         rel = os.path.relpath(dirpath, shared)
         if rel == ".":
             dirnames[:] = [d for d in dirnames if not _own(d)]
-            filenames = [f for f in filenames if not _own(f)]
+            filenames = [f for f in filenames if not _own(f) and not any(
+                fnmatch.fnmatch(f, p) for p in leave_out)]
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
         target_dir = private / rel
         for name in dirnames:
@@ -146,9 +166,11 @@ def remove_stale(shared: Path, min_age: float = STALE_AGE) -> list[Path]:
 
 
 @contextlib.contextmanager
-def private_cache(shared: Path) -> Iterator[Path]:
+def private_cache(shared: Path, environ: Mapping[str, str] | None = None
+                  ) -> Iterator[Path]:
     """A private DIB_IMAGE_CACHE seeded from ``shared``, merged back and
-    removed when the block ends (also on failure: downloads are kept)."""
+    removed when the block ends (also on failure: downloads are kept).
+    ``environ`` is the build's environment."""
     shared.mkdir(parents=True, exist_ok=True)
     remove_stale(shared)
     private = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=shared))
@@ -157,7 +179,7 @@ def private_cache(shared: Path) -> Iterator[Path]:
         fcntl.flock(owner, fcntl.LOCK_EX)
         try:
             with _flock(shared / MERGE_LOCK, fcntl.LOCK_SH):
-                seed(shared, private)
+                seed(shared, private, rewritten_in_place(environ or {}))
             yield private
         finally:
             try:

@@ -84,3 +84,20 @@ class DownloadCacheTest(testtools.TestCase):
             removed = downloads.remove_stale(self.shared)
         self.assertEqual([stale], removed)
         self.assertTrue(live.is_dir())
+
+    def test_tarball_rewritten_in_place_is_not_linked(self) -> None:
+        # debootstrap's "tar -zcf" would truncate the shared file through
+        # a hard link while another build reads it.
+        tarball = self.shared / "debootstrap-debian-bookworm-amd64.tar.gz"
+        tarball.write_text("shared\n")
+        env = {"DIB_DEBOOTSTRAP_CACHE": "1"}
+        with downloads.private_cache(self.shared, env) as private:
+            mine = private / tarball.name
+            self.assertFalse(mine.exists())
+            mine.write_text("rebuilt\n")
+            self.assertEqual("shared\n", tarball.read_text())
+        self.assertEqual("rebuilt\n", tarball.read_text())
+        env["DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"] = "1"
+        with downloads.private_cache(self.shared, env) as private:
+            self.assertTrue(os.path.samefile(private / tarball.name,
+                                             tarball))
