@@ -50,7 +50,8 @@ def _probe(directory: Path, what: str) -> None:
         raise errors.OutputNotWritable(
             f"{what} {directory} is not writable: "
             f"{exc.strerror or exc}",
-            "choose another -o (or TMP_DIR), or fix its permissions")
+            "choose another -o (or TMP_DIR, --image-cache), or fix its "
+            "permissions")
 
 
 def check_writable(plan: BuildPlan) -> None:
@@ -59,6 +60,7 @@ def check_writable(plan: BuildPlan) -> None:
     _probe(plan.output.parent, "output directory")
     if not plan.tmp_dir.is_relative_to(plan.workdir):
         _probe(plan.tmp_dir.parent, "TMP_DIR")
+    _probe(plan.image_cache, "download cache")
 
 
 def _remove(plan: BuildPlan) -> None:

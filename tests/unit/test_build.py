@@ -105,6 +105,13 @@ class BuildTest(testtools.TestCase):
         self.assertIn(str(self.out), err.message)
         self.assertFalse(self.make().workdir.exists())
 
+    def test_unwritable_download_cache_is_a_one_line_error(self) -> None:
+        (self.tmp / "afile").write_text("x")
+        self.env["DIB_IMAGE_CACHE"] = str(self.tmp / "afile" / "cache")
+        err = self.assertRaises(errors.OutputNotWritable, build.execute,
+                                self.make(), self.env, lambda p, s: None)
+        self.assertIn("download cache", err.message)
+
     # ---- issue 8 #2: what the elements write is what is published
 
     def test_ramdisk_outputs_published_with_checksums(self) -> None:
