@@ -45,7 +45,7 @@ def mounts_below(top: Path, mountinfo: Path = MOUNTINFO) -> list[str]:
 
 def loops_below(top: Path, sys_block: Path = SYS_BLOCK) -> list[str]:
     """Loop devices (``/dev/loopN``) whose backing file is below ``top``."""
-    found = []
+    found: list[str] = []
     if not sys_block.is_dir():
         return found
     for entry in sorted(sys_block.glob("loop*")):

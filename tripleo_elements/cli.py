@@ -13,68 +13,62 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
-from tripleo_elements import dib, errors, graph, host, process
+from tripleo_elements import build, errors, graph, host, options, process
+from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import ElementIndex, default_roots, discover
 
 SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check")
 
 
-def _common(parser: argparse.ArgumentParser, *, build: bool) -> None:
-    parser.add_argument("-e", "--element", dest="elements", action="append",
-                        default=[], metavar="ELEMENT",
-                        help="element to include (repeatable)")
-    parser.add_argument("--elements-path", action="append", default=[],
-                        metavar="DIR", help="extra element directory, "
-                        "searched before $ELEMENTS_PATH and the built-in "
-                        "ones (repeatable)")
-    parser.add_argument("-a", "--arch", default=host.host_arch(),
-                        help="target architecture (default: %(default)s)")
-    parser.add_argument("--no-defaults", action="store_true",
-                        help="add nothing beyond the named elements (no "
-                        "OS element, no vm, no base)")
-    if build:
-        parser.add_argument("-o", "--output", default="image",
-                            help="output path without extension "
-                            "(default: %(default)s)")
-        parser.add_argument("-t", "--type", dest="types", default="qcow2",
-                            help="comma-separated image types: "
-                            + ",".join(dib.IMAGE_TYPES)
-                            + " (default: %(default)s)")
-        parser.add_argument("-r", "--release", default=None,
-                            help="distribution release (DIB_RELEASE; "
-                            f"Debian default: {dib.DEFAULT_RELEASE})")
+def _version() -> str:
+    from importlib import metadata
+    versions = []
+    for dist in ("tripleo-image-elements", "diskimage-builder"):
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{dist} (not installed)")
+    return ", ".join(versions)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="build-image",
         description="Build stateless, Heat-driven OpenStack disk images "
-        "from diskimage-builder elements. Without a subcommand, builds.")
+        "from diskimage-builder elements. Without a subcommand, builds "
+        "(build-image --help shows the build options).")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("build", help="build an image (the default)")
-    _common(p, build=True)
+    p = sub.add_parser(
+        "build", help="build an image (the default)",
+        description="Build an image with disk-image-create from the "
+        "resolved elements. " + options.DEFAULTS_TEXT + " Other "
+        "subcommands: " + ", ".join(SUBCOMMANDS[1:]) + " (build-image "
+        "SUBCOMMAND --help).",
+        usage="build-image [build] [-e ELEMENT]... [-o OUTPUT] "
+        "[-t TYPES] [options]")
+    options.add_arguments(p, build=True)
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan and stop")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="plan format with --dry-run")
 
     p = sub.add_parser("plan", help="print what a build would run")
-    _common(p, build=True)
+    options.add_arguments(p, build=True)
     p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = sub.add_parser("graph", help="print the element dependency graph")
-    _common(p, build=False)
+    options.add_arguments(p, build=False)
     p.add_argument("--format", choices=("text", "dot", "svg"),
                    default="text")
 
     p = sub.add_parser("why", help="every chain from a requested element "
                        "to ELEMENT")
     p.add_argument("target", metavar="ELEMENT")
-    _common(p, build=False)
+    options.add_arguments(p, build=False)
 
     p = sub.add_parser("list", help="every element on the ELEMENTS_PATH")
     p.add_argument("--elements-path", action="append", default=[],
@@ -90,25 +84,16 @@ def _index(args: argparse.Namespace) -> ElementIndex:
     return discover(default_roots(args.elements_path, os.environ))
 
 
-def _options(args: argparse.Namespace) -> dib.BuildOptions:
-    types = tuple(t for t in args.types.split(",") if t)
-    return dib.BuildOptions(
-        elements=tuple(args.elements), output=Path(args.output),
-        types=types, release=args.release, arch=args.arch,
-        elements_path=tuple(Path(p) for p in args.elements_path),
-        no_defaults=args.no_defaults)
-
-
 def _resolution(args: argparse.Namespace) -> graph.Resolution:
     index = _index(args)
-    options = dib.BuildOptions(elements=tuple(args.elements),
-                               arch=args.arch, no_defaults=args.no_defaults)
-    return graph.resolve(index, dib.effective_request(options, index),
-                         arch=args.arch)
+    opts = options.from_args(args)
+    return graph.resolve(index, plan_mod.effective_request(opts, index),
+                         arch=opts.arch)
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
-    plan = dib.plan_from_options(_options(args), _index(args), os.environ)
+    plan = plan_mod.plan_from_options(options.from_args(args), _index(args),
+                                      os.environ)
     if args.format == "json":
         out.write(json.dumps(plan.to_json(), indent=2, sort_keys=True)
                   + "\n")
@@ -195,22 +180,28 @@ class _Reporter:
 def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
     if args.dry_run:
         return cmd_plan(args, out)
-    plan = dib.plan_from_options(_options(args), _index(args), os.environ)
+    plan = plan_mod.plan_from_options(options.from_args(args), _index(args),
+                                      os.environ)
     for warning in plan.warnings:
         sys.stderr.write(f"warning: {warning}\n")
+    build.check_writable(plan)
     host.check_host_tools()
-    out.write(f"building {plan.images[0]} from {len(plan.elements)} "
+    out.write(f"building {plan.output} from {len(plan.elements)} "
               f"elements; log: {plan.log}\n")
     out.flush()
     reporter = _Reporter(sys.stderr)
     try:
-        result = dib.execute(plan, os.environ, reporter)
+        result = build.execute(plan, os.environ, reporter)
     finally:
         reporter.done()
+    for notice in result.notices:
+        sys.stderr.write(f"notice: {notice}\n")
     for artifact in result.artifacts:
-        out.write(f"image:    {artifact.path}\n"
+        out.write(f"output:   {artifact.path}\n"
                   f"size:     {artifact.size / 2**20:.1f} MiB\n"
                   f"sha256:   {artifact.sha256}\n")
+    for directory in result.directories:
+        out.write(f"output:   {directory}/\n")
     out.write(f"manifest: {result.manifest}\n")
     out.write(f"time:     {result.seconds:.0f} s\n")
     for phase, seconds in result.phases:
@@ -227,11 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "check":
         from tripleo_elements import check
         return check.main(argv[1:])
-    if not argv or (argv[0] not in SUBCOMMANDS
-                    and argv[0] not in ("-h", "--help")):
+    if argv and argv[0] in ("-h", "--help"):
+        # No subcommand means build: show what a build takes.
+        argv = ["build", "--help"]
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] != "--version"):
         argv.insert(0, "build")
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return HANDLERS[args.command](args, sys.stdout)
     except errors.TieError as exc:
         sys.stderr.write(exc.render() + "\n")

@@ -86,3 +86,37 @@ class ShellcheckFailed(TieError):
     """shellcheck was found but failed to run (not: it found problems)."""
 
     ref = "shellcheck-failed"
+
+
+class CommandError(TieError):
+    """A helper command failed (exit 1: something ran and broke)."""
+
+    ref = "command-failed"
+    exit_code = EXIT_FAILED
+
+
+class Interrupted(TieError):
+    """The user (or a supervisor) stopped the build with a signal."""
+
+    ref = "interrupted"
+    exit_code = 130
+
+
+class OutputNotWritable(TieError):
+    """The output (or TMP_DIR) directory cannot be written: found before
+    anything slow starts."""
+
+    ref = "output-not-writable"
+
+
+class BuildLocked(TieError):
+    """Another build is writing the same output right now."""
+
+    ref = "build-locked"
+
+
+class ImageCacheError(TieError):
+    """A build for the test image cache failed."""
+
+    ref = "image-cache"
+    exit_code = EXIT_FAILED

@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import shutil
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -139,8 +140,21 @@ def read_bindep(path: Path) -> list[BindepPackage]:
     return packages
 
 
-def bindep_file() -> Path:
-    return Path(__file__).resolve().parent.parent / "bindep.txt"
+#: Where an installed (non-editable) copy keeps bindep.txt, below
+#: sys.prefix (setup.cfg's data_files).
+SHARE_DIR = Path("share") / "tripleo-image-elements"
+
+
+def bindep_file(package_dir: Path | None = None,
+                prefix: Path | None = None) -> Path:
+    """Our ``bindep.txt``: the source tree's when running from one, else
+    the installed copy under ``<prefix>/share/tripleo-image-elements``."""
+    package_dir = package_dir or Path(__file__).resolve().parent
+    source_tree = package_dir.parent
+    if (source_tree / "setup.cfg").is_file() and \
+            (source_tree / "bindep.txt").is_file():
+        return source_tree / "bindep.txt"
+    return Path(prefix or sys.prefix) / SHARE_DIR / "bindep.txt"
 
 
 #: Commands a disk-image-create build needs on the host.
@@ -155,7 +169,7 @@ def missing_commands(commands: Iterable[str],
                      which: Callable[[str], str | None] = shutil.which,
                      ) -> dict[str, str]:
     """Missing command -> Debian package that provides it (from bindep)."""
-    provider = {}
+    provider: dict[str, str] = {}
     for pkg in packages:
         for command in pkg.commands:
             provider.setdefault(command, pkg.package)

@@ -24,18 +24,8 @@ from tripleo_elements import errors
 LOG = logging.getLogger(__name__)
 
 
-class CommandError(errors.TieError):
-    """A helper command failed (exit 1: something ran and broke)."""
-
-    ref = "command-failed"
-    exit_code = errors.EXIT_FAILED
-
-
-class Interrupted(errors.TieError):
-    """The user (or a supervisor) stopped the build with a signal."""
-
-    ref = "interrupted"
-    exit_code = 130
+CommandError = errors.CommandError
+Interrupted = errors.Interrupted
 
 
 def explain(returncode: int) -> str:

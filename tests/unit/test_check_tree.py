@@ -12,7 +12,8 @@ import fixtures
 import testtools
 
 from tests.unit.checktrees import element, script
-from tripleo_elements import check, dib, errors, host, tree
+from tripleo_elements import check, errors, host, options, tree
+from tripleo_elements import plan as planning
 from tripleo_elements.discovery import dib_elements_dir, discover
 from tripleo_elements.element import load_element
 
@@ -27,14 +28,14 @@ class PlanTestCase(testtools.TestCase):
         self.root = Path(self.useFixture(fixtures.TempDir()).path) / "els"
         element(self.root, "my-os", OS)
 
-    def plan(self, *names: str) -> dib.BuildPlan:
-        options = dib.BuildOptions(elements=(*names, "my-os"),
-                                   output=self.root.parent / "img",
-                                   no_defaults=True)
-        return dib.make_plan(options, discover([self.root]), {},
-                             apt_sources=[host.AptSource(
-                                 "http://mirror.example/debian",
-                                 ("bookworm",))])
+    def plan(self, *names: str) -> planning.BuildPlan:
+        opts = options.BuildOptions(elements=(*names, "my-os"),
+                                    output=self.root.parent / "img",
+                                    no_defaults=True)
+        return planning.make_plan(opts, discover([self.root]), {},
+                                  apt_sources=[host.AptSource(
+                                      "http://mirror.example/debian",
+                                      ("bookworm",))])
 
 
 class TestDuplicateFiles(PlanTestCase):

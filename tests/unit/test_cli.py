@@ -131,3 +131,84 @@ class CliTest(testtools.TestCase):
             self.assertIn(name, data["elements"])
         self.assertEqual("bookworm", data["environment"]["DIB_RELEASE"])
         self.assertNotIn("ELEMENTS_PATH", os.environ)
+
+    # ---- users coming from disk-image-create (issue 8)
+
+    def plan_args(self) -> list[str]:
+        return ["plan", "--elements-path", str(self.root), "-e", "app",
+                "-e", "my-os", "--no-defaults", "-o", str(self.tmp / "x")]
+
+    def test_unknown_arch_refused_with_the_known_ones(self) -> None:
+        for command in ("plan", "graph"):
+            args = self.plan_args()
+            args[0] = command
+            if command == "graph":
+                args = args[:-2]
+            code, _, err = self.run_cli(*args, "-a", "bogus")
+            self.assertEqual(2, code, command)
+            self.assertEqual(1, len(err.strip().splitlines()), err)
+            self.assertIn("unknown architecture 'bogus'", err)
+            self.assertIn("amd64, arm64", err)
+
+    def test_empty_type_list_is_a_one_line_error(self) -> None:
+        for types in (",", ""):
+            code, _, err = self.run_cli(*self.plan_args(), "-t", types)
+            self.assertEqual(2, code)
+            self.assertEqual(1, len(err.strip().splitlines()), err)
+            self.assertIn("names no image type", err)
+
+    def test_dib_style_positional_elements_get_a_hint(self) -> None:
+        code, _, err = self.run_cli("vm", "debian-minimal")
+        self.assertEqual(2, code)
+        self.assertEqual(1, len(err.strip().splitlines()), err)
+        self.assertIn("build-image -e vm -e debian-minimal", err)
+
+    def test_help_shows_build_options_and_defaults(self) -> None:
+        for argv in (["--help"], ["-h"], ["build", "--help"]):
+            code, out, _ = self.run_cli(*argv)
+            self.assertEqual(0, code)
+            flat = " ".join(out.split())
+            for flag in ("--image-size", "--checksum", "--image-cache",
+                         "--max-online-resize", "--qemu-img-options",
+                         "--mkfs-options", "--root-label", "--offline",
+                         "-x", "-u", "-p PKG"):
+                self.assertIn(flag, flat, argv)
+            self.assertIn("'base' is added", flat)
+            self.assertIn("no-final-image", flat)
+
+    def test_version(self) -> None:
+        code, out, _ = self.run_cli("--version")
+        self.assertEqual(0, code)
+        self.assertIn("diskimage-builder 3.", out)
+        self.assertIn("tripleo-image-elements", out)
+
+    def test_plan_shows_passed_through_dib_variables(self) -> None:
+        self.useFixture(fixtures.EnvironmentVariable("DIB_EXTRA", "on"))
+        self.useFixture(fixtures.EnvironmentVariable("DIB_ROOT_PASSWORD",
+                                                     "hunter2"))
+        code, out, _ = self.run_cli(*self.plan_args())
+        self.assertEqual(0, code)
+        self.assertIn("DIB_EXTRA=on", out)
+        self.assertIn("DIB_ROOT_PASSWORD='(set)'", out)
+        self.assertNotIn("hunter2", out)
+        code, out, _ = self.run_cli(*self.plan_args(), "--format", "json")
+        self.assertEqual("(set)",
+                         json.loads(out)["host_environment"]
+                         ["DIB_ROOT_PASSWORD"])
+
+    def test_output_with_the_type_extension(self) -> None:
+        code, out, _ = self.run_cli(*self.plan_args()[:-1],
+                                    str(self.tmp / "x.qcow2"),
+                                    "--format", "json")
+        self.assertEqual(0, code)
+        self.assertEqual([str(self.tmp / "x.qcow2")],
+                         json.loads(out)["outputs"])
+
+    def test_read_only_output_refused_before_building(self) -> None:
+        (self.tmp / "afile").write_text("")
+        code, _, err = self.run_cli(
+            "--elements-path", str(self.root), "-e", "app", "-e", "my-os",
+            "--no-defaults", "-o", str(self.tmp / "afile" / "img"))
+        self.assertEqual(2, code)
+        self.assertEqual(1, len(err.strip().splitlines()), err)
+        self.assertIn("not writable", err)

@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import fixtures
 import testtools
 
 from tripleo_elements import cleanup, errors, host
@@ -69,6 +70,24 @@ class BindepTest(testtools.TestCase):
         self.assertIn("qemu-img (qemu-utils)", err.message)
         self.assertEqual("apt-get install debootstrap qemu-utils", err.hint)
         self.assertEqual(2, err.exit_code)
+
+    def test_installed_copy_found_outside_a_source_tree(self) -> None:
+        # A non-editable install: the package sits in site-packages, with
+        # no bindep.txt next to it; setup.cfg installs one under share/.
+        tmp = Path(self.useFixture(fixtures.TempDir()).path)
+        package = tmp / "lib" / "site-packages" / "tripleo_elements"
+        package.mkdir(parents=True)
+        installed = tmp / host.SHARE_DIR / "bindep.txt"
+        installed.parent.mkdir(parents=True)
+        shutil.copy(host.bindep_file(), installed)
+        found = host.bindep_file(package_dir=package, prefix=tmp)
+        self.assertEqual(installed, found)
+        err = self.assertRaises(
+            errors.HostToolsMissing, host.check_host_tools, ["debootstrap"],
+            bindep=found, which=lambda c: None)
+        self.assertIn("debootstrap (debootstrap)", err.message)
+        setup_cfg = Path(__file__).resolve().parents[2] / "setup.cfg"
+        self.assertIn("= bindep.txt", setup_cfg.read_text())
 
 
 class CleanupScanTest(testtools.TestCase):

@@ -116,6 +116,19 @@ class TestImageKey(testtools.TestCase):
         self.args += ["-o", "x"]
         self.assertRaises(errors.UsageError, self.key)
 
+    def test_arguments_are_checked_as_the_cli_checks_them(self) -> None:
+        # One path from arguments to options: the CLI's checks apply.
+        for bad in (["-a", "bogus"], ["-t", ","], ["vm"]):
+            err = self.assertRaises(errors.UsageError,
+                                    imagecache.plan_for, self.args + bad,
+                                    self.cache / "name", self.env)
+            self.assertEqual(1, len(err.render().splitlines()))
+
+    def test_dib_options_change_the_key(self) -> None:
+        before = self.key()
+        self.args += ["--image-size", "3"]
+        self.assertNotEqual(before, self.key())
+
     def test_plan_paths_are_normalised(self) -> None:
         plan = imagecache.plan_for(self.args, self.cache / "name", self.env)
         other = imagecache.plan_for(self.args, self.tmp / "o" / "name2",

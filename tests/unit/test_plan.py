@@ -15,7 +15,8 @@ from pathlib import Path
 import testtools
 
 from tests.unit.trees import make_tree
-from tripleo_elements import dib, errors, host, process
+from tripleo_elements import build, errors, host, options, outputs, process
+from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import discover
 
 SOURCES = [host.AptSource("http://mirror.example/debian",
@@ -36,6 +37,10 @@ TREE = {
             "      - name: root\n        size: 100%\n"},
     "heat-cfntools": {"deps": ["os-collect-config"]},
     "os-collect-config": {"install.d/10-occ": "#!/bin/bash\n"},
+    "no-final-image": {},
+    "baremetal": {},
+    "ramdisk-base": {},
+    "ipa-ramdisk": {"deps": ["no-final-image", "ramdisk-base"]},
 }
 
 FAKE_DIB = """#!/bin/bash
@@ -67,8 +72,20 @@ mkdir -p "$out.d/dib-manifests"
 echo '{"packages": [{"package": "zlib1g", "version": "1:1.2.13"},
 {"package": "bash", "version": "5.2"}]}' \\
     > "$out.d/dib-manifests/dib-manifest-dpkg-x"
+# The shared download cache is private to this build: take apt's lock
+# the way apt does, and download something new.
+mkdir -p "$DIB_IMAGE_CACHE/apt"
+exec 9> "$DIB_IMAGE_CACHE/apt/lock"
+if ! flock -n 9; then
+    echo "E: Could not get lock $DIB_IMAGE_CACHE/apt/lock"
+    exit 100
+fi
+echo "downloaded by $$" > "$DIB_IMAGE_CACHE/apt/new-$(basename "$out")-$$.deb"
+sleep "${FAKE_DIB_SLEEP:-0}"
 echo "Converting image using qemu-img convert"
-echo "new image" > "$out.qcow2"
+for suffix in ${FAKE_DIB_WRITE-.qcow2}; do
+    echo "new image" > "$out$suffix"
+done
 """
 
 
@@ -80,10 +97,10 @@ class PlanTest(testtools.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.index = discover([make_tree(self.tmp / "elements", TREE)])
 
-    def plan(self, env=None, dm=True, **kw) -> dib.BuildPlan:
-        options = dib.BuildOptions(output=self.tmp / "out" / "img", **kw)
-        return dib.make_plan(options, self.index, env or {},
-                             apt_sources=SOURCES, device_mapper=dm)
+    def plan(self, env=None, dm=True, **kw) -> plan_mod.BuildPlan:
+        opts = options.BuildOptions(output=self.tmp / "out" / "img", **kw)
+        return plan_mod.make_plan(opts, self.index, env or {},
+                                  apt_sources=SOURCES, device_mapper=dm)
 
     def test_default_request_is_entry_os_and_vm(self) -> None:
         plan = self.plan()
@@ -144,8 +161,8 @@ class PlanTest(testtools.TestCase):
             self.assertIn(key, data)
 
     def test_unknown_image_type(self) -> None:
-        err = self.assertRaises(errors.UsageError, self.plan,
-                                types=("qcow3",))
+        err = self.assertRaises(errors.UsageError, options.parse,
+                                ["-t", "qcow3"])
         self.assertIn("qcow3", err.message)
 
     def test_hook_collision_stops_the_plan(self) -> None:
@@ -164,6 +181,98 @@ class PlanTest(testtools.TestCase):
         self.assertTrue(any("10-occ.sh" in w and "run-parts" in w
                             for w in self.plan().warnings))
 
+    # ---- outputs follow what the resolved elements write (issue 8, #2)
+
+    def test_no_final_image_gets_no_vm_and_expects_no_disk(self) -> None:
+        plan = self.plan(elements=("ipa-ramdisk",))
+        self.assertIn("no-final-image", plan.elements)
+        self.assertNotIn("vm", plan.elements)
+        self.assertNotIn("block-device-mbr", plan.elements)
+        self.assertFalse(plan.final_image)
+        out = self.tmp / "out"
+        self.assertEqual((out / "img.kernel", out / "img.initramfs"),
+                         plan.images)
+
+    def test_baremetal_adds_kernel_and_initrd(self) -> None:
+        plan = self.plan(elements=("baremetal",))
+        out = self.tmp / "out"
+        self.assertEqual((out / "img.qcow2", out / "img.vmlinuz",
+                          out / "img.initrd"), plan.images)
+
+    def test_tree_types_are_written_without_final_image(self) -> None:
+        plan = self.plan(elements=("ipa-ramdisk",),
+                         types=("tar", "squashfs", "qcow2", "docker"))
+        names = [p.name for p in plan.images]
+        self.assertEqual(["img.tar", "img.squash", "img.kernel",
+                          "img.initramfs"], names)
+        self.assertTrue(any("writes no qcow2" in w for w in plan.warnings))
+
+    def test_squashfs_is_passed_first(self) -> None:
+        # disk-image-create only makes the squashfs when it is the first
+        # type (it tests IMAGE_TYPES[$x] with x unset).
+        argv = list(self.plan(types=("qcow2", "squashfs")).command)
+        self.assertEqual("squashfs,qcow2", argv[argv.index("-t") + 1])
+        self.assertEqual(["img.qcow2", "img.squash"],
+                         [p.name for p in self.plan(
+                             types=("qcow2", "squashfs")).images])
+
+    # ---- disk-image-create's options (issue 8, users from DIB)
+
+    def test_dib_options_reach_the_command(self) -> None:
+        opts = options.parse([
+            "-o", str(self.tmp / "out" / "img"), "-x", "-x", "-u",
+            "--offline", "-p", "vim,curl", "-p", "jq", "--image-size", "4",
+            "--image-extra-size", "1.5", "--max-online-resize", "1000",
+            "--qemu-img-options", "compat=1.1", "--mkfs-options", "-N 9",
+            "--root-label", "root", "-t", "qcow2,docker",
+            "--docker-target", "me/img:1"])
+        plan = plan_mod.make_plan(opts, self.index, {}, apt_sources=SOURCES)
+        argv = list(plan.command)
+        self.assertEqual(2, argv.count("-x"))
+        for flag, value in (("-p", "vim,curl,jq"), ("--image-size", "4"),
+                            ("--max-online-resize", "1000"),
+                            ("--qemu-img-options", "compat=1.1"),
+                            ("--mkfs-options", "-N 9"),
+                            ("--root-label", "root"),
+                            ("--docker-target", "me/img:1")):
+            self.assertEqual(value, argv[argv.index(flag) + 1], flag)
+        self.assertIn("-u", argv)
+        self.assertIn("--offline", argv)
+        # DIB's --image-extra-size is not in its parser: the variable is.
+        self.assertNotIn("--image-extra-size", argv)
+        self.assertEqual("1.5", plan.environment["DIB_IMAGE_EXTRA_SIZE"])
+        self.assertEqual(["img.qcow2"], [p.name for p in plan.images])
+
+    def test_host_dib_variables_shown_with_secrets_masked(self) -> None:
+        plan = self.plan(env={"DIB_DEV_USER_PASSWORD": "hunter2",
+                              "DIB_GITHUB_TOKEN": "t0k",
+                              "DIB_APT_KEY": "k", "DIB_OS_SECRET": "s",
+                              "DIB_DEBUG_TRACE": "1", "HOME": "/root"})
+        self.assertEqual({"DIB_APT_KEY": "(set)", "DIB_DEBUG_TRACE": "1",
+                          "DIB_DEV_USER_PASSWORD": "(set)",
+                          "DIB_GITHUB_TOKEN": "(set)",
+                          "DIB_OS_SECRET": "(set)"},
+                         dict(plan.host_environment))
+        text = plan.to_text() + json.dumps(plan.to_json())
+        for secret in ("hunter2", "t0k"):
+            self.assertNotIn(secret, text)
+        self.assertIn("DIB_DEBUG_TRACE=1", plan.to_text())
+
+    def test_user_tmp_dir_is_honoured(self) -> None:
+        plan = self.plan(env={"TMP_DIR": str(self.tmp / "big")})
+        tmp = Path(plan.environment["TMP_DIR"])
+        self.assertEqual(self.tmp / "big", tmp.parent)
+        self.assertTrue(tmp.name.startswith("tie-img-"))
+        self.assertEqual(plan.workdir / "tmp",
+                         Path(self.plan().environment["TMP_DIR"]))
+
+    def test_image_cache_choice(self) -> None:
+        self.assertEqual(self.tmp / "c", self.plan(
+            env={"DIB_IMAGE_CACHE": str(self.tmp / "c")}).image_cache)
+        self.assertEqual(self.tmp / "d", self.plan(
+            env={"DIB_IMAGE_CACHE": str(self.tmp / "c")},
+            image_cache=self.tmp / "d").image_cache)
+
 
 class ExecuteTest(testtools.TestCase):
 
@@ -176,24 +285,26 @@ class ExecuteTest(testtools.TestCase):
         fake.write_text(FAKE_DIB)
         fake.chmod(0o755)
         self.record = self.tmp / "argv"
-        options = dib.BuildOptions(output=self.tmp / "out" / "img")
+        opts = options.BuildOptions(output=self.tmp / "out" / "img")
         (self.tmp / "out").mkdir()
-        self.plan = dib.make_plan(options, self.index, {},
-                                  apt_sources=SOURCES, device_mapper=True,
-                                  dib_command=str(fake))
+        self.env = {"DIB_IMAGE_CACHE": str(self.tmp / "cache")}
+        self.plan = plan_mod.make_plan(opts, self.index, self.env,
+                                       apt_sources=SOURCES,
+                                       device_mapper=True,
+                                       dib_command=str(fake))
         self.reports: list[tuple[str, str | None]] = []
 
-    def run_build(self, mode: str) -> dib.BuildResult:
+    def run_build(self, mode: str) -> build.BuildResult:
         env = dict(os.environ, FAKE_DIB_MODE=mode,
-                   FAKE_DIB_RECORD=str(self.record))
-        return dib.execute(self.plan, env,
-                           lambda p, s: self.reports.append((p, s)))
+                   FAKE_DIB_RECORD=str(self.record), **self.env)
+        return build.execute(self.plan, env,
+                             lambda p, s: self.reports.append((p, s)))
 
     def test_success_publishes_image_checksum_and_manifest(self) -> None:
         result = self.run_build("ok")
         image = self.tmp / "out" / "img.qcow2"
         self.assertEqual("new image\n", image.read_text())
-        self.assertEqual(f"{dib.sha256_of(image)}  img.qcow2\n",
+        self.assertEqual(f"{outputs.sha256_of(image)}  img.qcow2\n",
                          (self.tmp / "out" / "img.qcow2.sha256").read_text())
         manifest = json.loads(result.manifest.read_text())
         self.assertEqual(list(self.plan.elements), manifest["elements"])

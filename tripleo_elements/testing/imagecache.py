@@ -36,7 +36,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from tripleo_elements import cli, dib, errors, process
+from tripleo_elements import errors, options, outputs, process
+from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import default_roots, discover
 
 CACHE_ENV = "TIE_IMAGE_CACHE"
@@ -58,9 +59,7 @@ SUFFIXES = (".qcow2", ".qcow2.sha256", ".manifest.json", ".log",
 _SKIP_NAMES = frozenset({"__pycache__", ".pytest_cache"})
 
 
-class CacheError(errors.TieError):
-    ref = "image-cache"
-    exit_code = errors.EXIT_FAILED
+CacheError = errors.ImageCacheError
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -131,20 +130,17 @@ def tree_digest(root: Path) -> str:
                 h.update(f"special {rel} {info.st_mode:o}\n".encode())
                 continue
             h.update(f"file {rel} {stat.S_IMODE(info.st_mode):o} "
-                     f"{dib.sha256_of(Path(path))}\n".encode())
+                     f"{outputs.sha256_of(Path(path))}\n".encode())
     return h.hexdigest()
 
 
-def _normalise(text: str, plan: dib.BuildPlan) -> str:
-    output = plan.images[0].with_suffix("") if plan.images else None
+def _normalise(text: str, plan: plan_mod.BuildPlan) -> str:
     text = text.replace(str(plan.workdir), WORKDIR_MARK)
-    if output is not None:
-        text = text.replace(str(output), OUTPUT_MARK)
-        text = text.replace(output.name, OUTPUT_MARK)
-    return text
+    text = text.replace(str(plan.output), OUTPUT_MARK)
+    return text.replace(plan.output.name, OUTPUT_MARK)
 
 
-def plan_digest(plan: dib.BuildPlan) -> str:
+def plan_digest(plan: plan_mod.BuildPlan) -> str:
     """The plan's command, added environment and block-device config,
     without the paths that name where it is built."""
     data = {
@@ -166,16 +162,17 @@ def host_env_digest(environ: Mapping[str, str]) -> str:
 def project_digest() -> str:
     """Our build code (not the test helpers) and DIB's version."""
     from importlib import metadata
-    package = Path(dib.__file__).resolve().parent
+    package = Path(plan_mod.__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(package.glob("*.py")):
-        h.update(f"{path.name} {dib.sha256_of(path)}\n".encode())
+        h.update(f"{path.name} {outputs.sha256_of(path)}\n".encode())
     h.update(f"diskimage-builder "
              f"{metadata.version('diskimage-builder')}\n".encode())
     return h.hexdigest()
 
 
-def key_parts(plan: dib.BuildPlan, environ: Mapping[str, str]) -> KeyParts:
+def key_parts(plan: plan_mod.BuildPlan,
+              environ: Mapping[str, str]) -> KeyParts:
     elements = {name: tree_digest(Path(plan.sources[name]))
                 for name in plan.elements}
     return KeyParts(elements=elements, plan=plan_digest(plan),
@@ -184,26 +181,19 @@ def key_parts(plan: dib.BuildPlan, environ: Mapping[str, str]) -> KeyParts:
 
 
 def plan_for(args: Sequence[str], output: Path,
-             environ: Mapping[str, str]) -> dib.BuildPlan:
+             environ: Mapping[str, str]) -> plan_mod.BuildPlan:
     """The plan ``build-image ARGS -o OUTPUT`` would carry out."""
     if any(a in ("-o", "--output") or a.startswith("--output=")
            for a in args):
         raise errors.UsageError(
             "cached_build: the arguments may not name the output (-o)",
             "the cache chooses it from the key")
-    parsed = cli.build_parser().parse_args(
-        ["plan", *args, "-o", str(output)])
-    options = dib.BuildOptions(
-        elements=tuple(parsed.elements), output=Path(parsed.output),
-        types=tuple(t for t in parsed.types.split(",") if t),
-        release=parsed.release, arch=parsed.arch,
-        elements_path=tuple(Path(p) for p in parsed.elements_path),
-        no_defaults=parsed.no_defaults)
-    if options.types != ("qcow2",):
+    opts = options.parse([*args, "-o", str(output)])
+    if opts.types != ("qcow2",):
         raise errors.UsageError("cached_build: only qcow2 images are cached",
                                 "drop -t")
-    index = discover(default_roots(parsed.elements_path, environ))
-    return dib.plan_from_options(options, index, environ)
+    index = discover(default_roots(opts.elements_path, environ))
+    return plan_mod.plan_from_options(opts, index, environ)
 
 
 def image_key(args: Sequence[str], cache_dir: Path,
