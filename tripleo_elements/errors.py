@@ -120,3 +120,10 @@ class ImageCacheError(TieError):
 
     ref = "image-cache"
     exit_code = EXIT_FAILED
+
+
+class CommandTimedOut(CommandError):
+    """A long command gave no result within its time limit (it was
+    stopped)."""
+
+    ref = "timed-out"

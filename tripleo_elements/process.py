@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import shlex
 import signal
 import subprocess
@@ -67,9 +68,16 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     return proc
 
 
+#: How long the output may stay open after the command itself exited:
+#: longer means something it started still holds it, and would keep a
+#: reader waiting for ever.
+DRAIN_SECONDS = 10.0
+
+
 def stream(argv: Sequence[str], *, env: Mapping[str, str],
            log: IO[str], on_line: Callable[[str], None],
-           cwd: Path | None = None, grace: float = 180.0) -> int:
+           cwd: Path | None = None, grace: float = 180.0,
+           timeout: float | None = None) -> int:
     """Run a long command, teeing each output line to ``log`` (with a
     timestamp) and to ``on_line``.  Returns the exit code.
 
@@ -79,6 +87,13 @@ def stream(argv: Sequence[str], *, env: Mapping[str, str],
     signal, or ``grace`` seconds without exit, sends SIGKILL.  After the
     child has exited, :class:`Interrupted` is raised so the caller can
     clean up what the child left.
+
+    No wait outlives the command: after ``timeout`` seconds (if given)
+    the group gets SIGTERM, then SIGKILL after ``grace``, and
+    :class:`CommandTimedOut` is raised once it has exited; and when the
+    command has exited but something it started still holds its output
+    open after DRAIN_SECONDS, what is left of its process group is
+    killed and reading stops.
     """
     LOG.debug("+ %s", shlex.join(argv))
     log.write(f"+ {shlex.join(argv)}\n")
@@ -91,6 +106,7 @@ def stream(argv: Sequence[str], *, env: Mapping[str, str],
         raise CommandError(f"{argv[0]}: command not found",
                            "run the README's setup command first")
     received: list[int] = []
+    timed_out: list[float] = []
 
     def escalate() -> None:
         deadline = time.monotonic() + grace
@@ -99,24 +115,61 @@ def stream(argv: Sequence[str], *, env: Mapping[str, str],
         if proc.poll() is None:
             _signal_group(proc.pid, signal.SIGKILL)
 
+    def stop_group() -> None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        threading.Thread(target=escalate, daemon=True).start()
+
     def handler(signum: int, _frame: object) -> None:
         received.append(signum)
         if len(received) == 1:
-            _signal_group(proc.pid, signal.SIGTERM)
-            threading.Thread(target=escalate, daemon=True).start()
+            stop_group()
         else:
             _signal_group(proc.pid, signal.SIGKILL)
+
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for text in proc.stdout:
+            lines.put(text)
+        lines.put(None)
 
     old = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             old[sig] = signal.signal(sig, handler)
+    started = time.monotonic()
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-            on_line(line)
+        threading.Thread(target=reader, daemon=True).start()
+        exited_at: float | None = None
+        while True:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                line = ""
+            if line is None:
+                break
+            if line:
+                line = line.rstrip("\n")
+                log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+                on_line(line)
+                continue
+            now = time.monotonic()
+            if proc.poll() is not None:
+                exited_at = exited_at or now
+                if now - exited_at > DRAIN_SECONDS:
+                    log.write(f"{time.strftime('%H:%M:%S')} [build-image] "
+                              "the command exited but processes it "
+                              "started still hold its output; killing "
+                              "them\n")
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    break
+            elif timeout is not None and not timed_out \
+                    and now - started > timeout:
+                timed_out.append(now - started)
+                log.write(f"{time.strftime('%H:%M:%S')} [build-image] no "
+                          f"result after {timeout:.0f} s; stopping it\n")
+                stop_group()
         returncode = proc.wait()
     finally:
         for sig, previous in old.items():
@@ -129,6 +182,12 @@ def stream(argv: Sequence[str], *, env: Mapping[str, str],
         raise Interrupted(
             f"stopped by {signal.Signals(received[0]).name}",
             "nothing was written over the previous image")
+    if timed_out:
+        raise errors.CommandTimedOut(
+            f"{shlex.join(argv)}: no result after {timeout:.0f} s; stopped "
+            f"({explain(returncode)})",
+            "see the log for the step it was in; raise the time limit if "
+            "the host is just slow")
     return returncode
 
 

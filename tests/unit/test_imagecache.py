@@ -196,3 +196,19 @@ class TestCachedBuild(testtools.TestCase):
         self.assertEqual(
             Path("~/.cache/tripleo-image-elements/images").expanduser(),
             imagecache.default_cache_dir({}))
+
+
+class TestBuildTimeout(testtools.TestCase):
+
+    def test_default_and_override(self) -> None:
+        self.assertEqual(imagecache.DEFAULT_BUILD_TIMEOUT,
+                         imagecache.build_timeout({}))
+        self.assertEqual(90.0, imagecache.build_timeout(
+            {imagecache.TIMEOUT_ENV: "90"}))
+
+    def test_bad_values_are_one_line_errors(self) -> None:
+        for value in ("soon", "0", "-5"):
+            exc = self.assertRaises(errors.UsageError,
+                                    imagecache.build_timeout,
+                                    {imagecache.TIMEOUT_ENV: value})
+            self.assertIn(imagecache.TIMEOUT_ENV, exc.message)

@@ -41,6 +41,8 @@ from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import default_roots, discover
 
 CACHE_ENV = "TIE_IMAGE_CACHE"
+TIMEOUT_ENV = "TIE_BUILD_TIMEOUT"
+DEFAULT_BUILD_TIMEOUT = 3600.0
 DEFAULT_CACHE = Path("~/.cache/tripleo-image-elements/images")
 #: How many images to keep in the cache directory.
 KEEP = 3
@@ -270,13 +272,34 @@ def cached_build(args: list[str], cache_dir: Path | None = None, *,
     return image
 
 
+def build_timeout(environ: Mapping[str, str]) -> float:
+    """Seconds a cached build may take: ``$TIE_BUILD_TIMEOUT`` or 3600
+    (a cold default build takes 5-10 min here; a hung one must not hold
+    a test run until its own limit)."""
+    value = environ.get(TIMEOUT_ENV, "").strip()
+    try:
+        seconds = float(value) if value else DEFAULT_BUILD_TIMEOUT
+    except ValueError:
+        raise errors.UsageError(f"{TIMEOUT_ENV}={value!r} is not a number",
+                                "give seconds, e.g. 3600") from None
+    if seconds <= 0:
+        raise errors.UsageError(f"{TIMEOUT_ENV}={value!r} must be above 0",
+                                "give seconds, e.g. 3600")
+    return seconds
+
+
 def _build(args: Sequence[str], output: Path,
            env: Mapping[str, str]) -> None:
     argv = [_build_command(), "build", *args, "-o", str(output)]
     log = output.with_name(output.name + ".build.log")
     with open(log, "w", encoding="utf-8", buffering=1) as handle:
-        code = process.stream(argv, env=dict(env), log=handle,
-                              on_line=lambda line: None)
+        try:
+            code = process.stream(argv, env=dict(env), log=handle,
+                                  on_line=lambda line: None,
+                                  timeout=build_timeout(env))
+        except errors.CommandTimedOut as exc:
+            raise CacheError(f"{exc.message}; log: {log}",
+                             f"read {log} and {output}.log") from None
     if code != 0 or not output.with_suffix(".qcow2").is_file():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
         raise CacheError(
