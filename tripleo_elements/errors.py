@@ -47,6 +47,47 @@ class ElementFormatError(TieError):
     ref = "element-format"
 
 
+class UnreadablePath(TieError):
+    """A file or directory of an element tree cannot be read."""
+
+    ref = "unreadable"
+
+
+class SymlinkLoop(TieError):
+    """A symbolic link in an element tree points back at itself."""
+
+    ref = "symlink-loop"
+
+
+class ElementNameClash(TieError):
+    """Two directories of one ELEMENTS_PATH entry give the same name."""
+
+    ref = "element-name-clash"
+
+
+def from_os_error(path: object, exc: OSError, what: str = "") -> TieError:
+    """The :class:`TieError` for ``exc`` raised while reading ``path``.
+
+    ``what`` says what the path is for (``"element-deps"``, ``"element
+    directory"``...); a symlink loop and a refused permission get their
+    own class and hint.
+    """
+    import errno
+    kind = f" ({what})" if what else ""
+    reason = exc.strerror or exc.__class__.__name__
+    if exc.errno == errno.ELOOP:
+        return SymlinkLoop(
+            f"{path}{kind}: symbolic link loop ({reason})",
+            "remove the link or point it at a real file or directory")
+    if isinstance(exc, PermissionError):
+        return UnreadablePath(
+            f"{path}{kind}: permission denied",
+            "make it readable by the user running build-image "
+            "(chmod a+rX), or remove it")
+    return UnreadablePath(f"{path}{kind}: cannot read ({reason})",
+                          "fix or remove it")
+
+
 class ElementNotFound(TieError):
     ref = "element-not-found"
 
