@@ -135,7 +135,8 @@ def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_why(args: argparse.Namespace, out: TextIO) -> int:
     resolution = _resolution(args)
-    chains = resolution.why(args.target)
+    answer = resolution.why_summary(args.target)
+    chains = answer.chains
     if not chains:
         raise errors.ElementNotFound(
             f"'{args.target}' is not part of the image "
@@ -143,6 +144,9 @@ def cmd_why(args: argparse.Namespace, out: TextIO) -> int:
             "build-image graph shows every element of the image")
     for chain in chains:
         out.write(" -> ".join(chain) + "\n")
+    if answer.more:
+        out.write(f"... and {'' if answer.exact else 'at least '}"
+                  f"{answer.more} more chains (the shortest are shown)\n")
     return 0
 
 
