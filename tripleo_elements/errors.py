@@ -112,12 +112,27 @@ class HostToolsMissing(TieError):
     ref = "host-tools-missing"
 
 
-class UnsupportedRelease(TieError):
-    ref = "unsupported-release"
-
-
 class BuildFailed(TieError):
     """The build itself ran and failed (exit 1, not bad input)."""
 
     ref = "build-failed"
     exit_code = EXIT_FAILED
+
+
+class ImageError(TieError):
+    """A built image could not be inspected (``testing.image``)."""
+
+    ref = "image-inspect"
+    exit_code = EXIT_FAILED
+
+
+class RenderError(TieError):
+    """os-apply-config refused the templates or the metadata
+    (``testing.templates``); ``stderr`` is the tool's own output."""
+
+    ref = "render"
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, stderr: str, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.stderr = stderr

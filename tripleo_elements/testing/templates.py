@@ -19,13 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tripleo_elements.errors import RenderError
 
-class RenderError(Exception):
-    """os-apply-config refused the templates or the metadata."""
-
-    def __init__(self, message: str, stderr: str) -> None:
-        super().__init__(message)
-        self.stderr = stderr
+__all__ = [
+    "os_apply_config_command", "render_templates", "RenderError",
+]
 
 
 def os_apply_config_command() -> str:
