@@ -28,11 +28,23 @@ class TieError(Exception):
         return self.message
 
     def render(self) -> str:
-        """The one-line message (plus hint) printed by the CLI."""
+        """The one-line message (plus hint) printed by the CLI.
+
+        Control characters (a line break in a file or element name) are
+        escaped, so it stays one line whatever it quotes.
+        """
         text = f"error[{self.ref}]: {self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
+        return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\t``, ...)."""
+    if text.isprintable():
         return text
+    return "".join(c if c.isprintable() else
+                   c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class UsageError(TieError):

@@ -210,3 +210,15 @@ class ListFilesTest(testtools.TestCase):
         os.chdir(tmp / "e")
         self.addCleanup(os.chdir, cwd)
         self.assertEqual("e", load_element(".").name)
+
+
+class OneLineErrorTest(testtools.TestCase):
+
+    def test_names_with_line_breaks_stay_on_one_line(self) -> None:
+        # An element directory may be called "new\nline"; the error
+        # quoting it is still one line.
+        err = errors.ElementNotFound("element 'new\nline' not found",
+                                     "searched: /x\t/y")
+        self.assertEqual("error[element-not-found]: element 'new\\nline' "
+                         "not found (hint: searched: /x\\t/y)", err.render())
+        self.assertEqual("plain ünï", errors.one_line("plain ünï"))
