@@ -183,9 +183,9 @@ def element_dirs(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
 def discover(roots: Iterable[str | os.PathLike[str]]) -> ElementIndex:
     """Index every element directory below the given roots (see
     :func:`element_dirs` for what an element is)."""
-    roots = tuple(Path(os.path.abspath(r)) for r in roots)
+    absolute = tuple(Path(os.path.abspath(r)) for r in roots)
     found: dict[str, list[Element]] = {}
-    for root in roots:
+    for root in absolute:
         if not root.is_dir():
             raise errors.ElementsPathError(
                 f"ELEMENTS_PATH entry '{root}' is not a directory",
@@ -198,4 +198,5 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> ElementIndex:
                        tuple(c.path for c in copies[1:]))
         for name, copies in sorted(found.items()) if len(copies) > 1
     }
-    return ElementIndex(roots=roots, elements=elements, overrides=overrides)
+    return ElementIndex(roots=absolute, elements=elements,
+                        overrides=overrides)

@@ -24,7 +24,7 @@ import functools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from tripleo_elements import errors
 from tripleo_elements.discovery import ElementIndex
@@ -71,7 +71,7 @@ class Resolution:
         default_factory=dict, repr=False)
 
     @functools.cached_property
-    def graph(self) -> "nx.DiGraph":
+    def graph(self) -> "nx.DiGraph[str]":
         """The resolved graph (built on first use: networkx is only
         imported by the commands that query the graph)."""
         return _build_graph(self)
@@ -132,7 +132,7 @@ def _why(resolution: Resolution, target: str, limit: int) -> WhyAnswer:
     # "chains from any requested element" into paths from one node.
     source = object()
     relevant = nx.ancestors(graph, target) | {target}
-    sub = nx.DiGraph(graph.subgraph(relevant))
+    sub: nx.DiGraph[object] = nx.DiGraph(graph.subgraph(relevant))
     sub.add_node(source)
     for root in roots:
         if root in relevant:
@@ -143,25 +143,28 @@ def _why(resolution: Resolution, target: str, limit: int) -> WhyAnswer:
     chains: list[tuple[str, ...]] = []
     if limit > 0:
         for path in nx.shortest_simple_paths(sub, source, target):
-            chains.append(tuple(path[1:]))
+            chains.append(tuple(str(name) for name in path[1:]))
             if len(chains) >= limit:
                 break
     chains.sort(key=lambda c: (len(c), c))
     return WhyAnswer(target, tuple(chains), max(total, len(chains)), exact)
 
 
-def _count_paths(graph: "nx.DiGraph", source: object, target: str
+def _count_paths(graph: "nx.DiGraph[object]", source: object, target: str
                  ) -> tuple[int, bool]:
     """Paths from ``source`` to ``target``: exact on a DAG; on a graph
     with cycles, the paths of its condensation counted once per edge
     between components (each is at least one distinct simple path)."""
     import networkx as nx
     exact = nx.is_directed_acyclic_graph(graph)
+    dag: nx.DiGraph[Any]
+    start: Any
+    end: Any
     if exact:
         dag, start, end = graph, source, target
-        weight = {edge: 1 for edge in graph.edges}
+        weight: dict[tuple[Any, Any], int] = {e: 1 for e in graph.edges}
     else:
-        dag = nx.condensation(graph)
+        dag = cast("nx.DiGraph[Any]", nx.condensation(graph))
         member = dag.graph["mapping"]
         start, end = member[source], member[target]
         weight = {}
@@ -169,7 +172,7 @@ def _count_paths(graph: "nx.DiGraph", source: object, target: str
             a, b = member[u], member[v]
             if a != b:
                 weight[a, b] = weight.get((a, b), 0) + 1
-    count: dict[object, int] = {start: 1}
+    count: dict[Any, int] = {start: 1}
     for node in nx.topological_sort(dag):
         here = count.get(node, 0)
         if not here:
@@ -290,9 +293,15 @@ def resolve(index: ElementIndex, requested: Sequence[str],
     )
 
 
+#: What one expansion found: the selected elements, virtual name ->
+#: provider, child -> parent (for chains), defaults chosen.
+_Expansion = tuple[set[str], dict[str, str], dict[str, "str | None"],
+                   dict[str, str]]
+
+
 def _expand(index: ElementIndex, request: tuple[str, ...], arch: str,
             all_provides: Mapping[str, tuple[str, ...]],
-            excluded: set[str]):
+            excluded: set[str]) -> _Expansion:
     selected: set[str] = set()
     provided_by: dict[str, str] = {}
     parents: dict[str, str | None] = {name: None for name in request}
@@ -406,9 +415,9 @@ def _check_operating_system(index: ElementIndex, request: Sequence[str],
         f"add an OS element, one of: {choices}")
 
 
-def _build_graph(resolution: Resolution) -> "nx.DiGraph":
+def _build_graph(resolution: Resolution) -> "nx.DiGraph[str]":
     import networkx as nx
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     selected = set(resolution.elements)
     for name in resolution.elements:
         graph.add_node(name, virtual=False,

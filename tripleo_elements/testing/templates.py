@@ -83,9 +83,9 @@ def render_templates(
                 f"os-apply-config failed ({proc.returncode}) on "
                 f"{templates}: {proc.stderr.strip()}", proc.stderr)
         rendered = {}
-        for path in sorted(out.rglob("*")):
-            if path.is_file():
-                mode = stat.S_IMODE(path.stat().st_mode)
-                rendered["/" + str(path.relative_to(out))] = (
-                    path.read_text(), mode)
+        for written in sorted(out.rglob("*")):
+            if written.is_file():
+                mode = stat.S_IMODE(written.stat().st_mode)
+                rendered["/" + str(written.relative_to(out))] = (
+                    written.read_text(), mode)
         return rendered
