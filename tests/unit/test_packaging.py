@@ -109,6 +109,11 @@ class CleanInstallTest(testtools.TestCase):
                              "print(tripleo_elements.__file__)"],
                             env=env, cwd=work)
         self.assertTrue(where.stdout.startswith(str(env_dir)), where.stdout)
+        # The host-tool list ships with the package (missing tools are
+        # named with their Debian package from it).
+        share = env_dir / "share" / "tripleo-image-elements"
+        self.assertTrue((share / "bindep.txt").is_file())
+        self.assertTrue((share / "elements" / "heat-cfntools").is_dir())
         plan = self.run_ok([str(bin_dir / "build-image"), "plan",
                             "--no-defaults", "-a", "amd64", "-e", "base",
                             "-e", "debian-minimal", "-e", "heat-cfntools"],
