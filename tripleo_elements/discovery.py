@@ -167,7 +167,10 @@ def element_dirs(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
         except OSError as exc:
             raise errors.from_os_error(entry.path, exc, "element directory") \
                 from None
-        name, location = element_name(entry.path)
+        if entry.is_symlink():
+            name, location = element_name(entry.path)
+        else:
+            name, location = entry.name, entry.path
         if name in found and found[name][1] != location:
             first = found[name][0]
             raise errors.ElementNameClash(
