@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "dot", "svg"),
                    default="text")
 
-    p = sub.add_parser("why", help="every chain from a requested element "
-                       "to ELEMENT")
+    p = sub.add_parser("why", help="the shortest chains from a requested "
+                       "element to ELEMENT, and how many more there are")
     p.add_argument("target", metavar="ELEMENT")
     _common(p, build=False)
 
