@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "dot", "svg"),
                    default="text")
 
-    p = sub.add_parser("why", help="every chain from a requested element "
-                       "to ELEMENT")
+    p = sub.add_parser("why", help="the shortest chains from a requested "
+                       "element to ELEMENT, and how many more there are")
     p.add_argument("target", metavar="ELEMENT")
     options.add_arguments(p, build=False)
 
@@ -120,7 +120,8 @@ def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_why(args: argparse.Namespace, out: TextIO) -> int:
     resolution = _resolution(args)
-    chains = resolution.why(args.target)
+    answer = resolution.why_summary(args.target)
+    chains = answer.chains
     if not chains:
         raise errors.ElementNotFound(
             f"'{args.target}' is not part of the image "
@@ -128,6 +129,9 @@ def cmd_why(args: argparse.Namespace, out: TextIO) -> int:
             "build-image graph shows every element of the image")
     for chain in chains:
         out.write(" -> ".join(chain) + "\n")
+    if answer.more:
+        out.write(f"... and {'' if answer.exact else 'at least '}"
+                  f"{answer.more} more chains (the shortest are shown)\n")
     return 0
 
 

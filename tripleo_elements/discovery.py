@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from tripleo_elements import errors
-from tripleo_elements.element import Element, load_element
+from tripleo_elements.element import (PHASES, Element, element_name,
+                                      list_files, load_element)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,18 +90,110 @@ def default_roots(user_paths: Sequence[str | os.PathLike[str]] = (),
     return unique
 
 
+#: Files that only an element holds (diskimage-builder reads them, or
+#: they document one).
+ELEMENT_FILES: tuple[str, ...] = (
+    "element-deps", "element-provides", "package-installs.yaml",
+    "package-installs.json", "pkg-map", "svc-map",
+)
+#: Directories diskimage-builder copies out of an element as hook
+#: directories, or that our config elements ship.
+ELEMENT_SUBDIRS: tuple[str, ...] = (
+    *PHASES, "environment.d", "static", "bin", "os-apply-config",
+    "os-refresh-config",
+)
+
+
+def _marks_an_element(path: str, entries: Iterable[str]) -> bool:
+    for name in entries:
+        if (name in ELEMENT_FILES or name.startswith("source-repository-")
+                or name.upper().startswith("README")):
+            if os.path.isfile(os.path.join(path, name)):
+                return True
+    return False
+
+
+def is_element_dir(path: str | os.PathLike[str]) -> bool:
+    """Does ``path`` look like one element rather than a directory of
+    elements?
+
+    diskimage-builder has no marker file: every directory of an
+    ELEMENTS_PATH entry is an element.  For a path given on its own
+    (``build-image check PATH``) this tells the two apart: an element
+    holds one of :data:`ELEMENT_FILES`, a ``source-repository-*`` file or
+    a README, or one of :data:`ELEMENT_SUBDIRS` (``bin/`` included) while
+    none of its subdirectories holds such a file (that makes it a
+    directory of elements: elements may well be *called* ``static`` or
+    ``bin``).  Raises :class:`errors.UnreadablePath` if it cannot be read.
+    """
+    spath = os.fspath(path)
+    entries = list_files(spath, include_dirs=True)
+    if _marks_an_element(spath, entries):
+        return True
+    subdirs = [n for n in entries if os.path.isdir(os.path.join(spath, n))]
+    return any(n in ELEMENT_SUBDIRS for n in subdirs) and not any(
+        _marks_an_element(os.path.join(spath, n),
+                          list_files(os.path.join(spath, n),
+                                     include_dirs=True))
+        for n in subdirs)
+
+
+def element_dirs(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """``(name, location)`` of every element in one ELEMENTS_PATH entry.
+
+    diskimage-builder's rule: every directory in ``root`` (a link to a
+    directory included; what it is linked from does not matter) is an
+    element, named by the basename of its real path.  Dangling links and
+    plain files are not elements.  Sorted by name.
+
+    Raises :class:`errors.UnreadablePath` when ``root`` or an entry cannot
+    be read, :class:`errors.SymlinkLoop` for a link loop among the entries
+    (diskimage-builder silently skips it) and
+    :class:`errors.ElementNameClash` when two entries resolve to
+    different directories of the same name (diskimage-builder would keep
+    whichever the file system lists last).
+    """
+    try:
+        with os.scandir(root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise errors.from_os_error(root, exc, "ELEMENTS_PATH entry") \
+            from None
+    found: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        try:
+            if not entry.is_dir():
+                continue
+        except OSError as exc:
+            raise errors.from_os_error(entry.path, exc, "element directory") \
+                from None
+        if entry.is_symlink():
+            name, location = element_name(entry.path)
+        else:
+            name, location = entry.name, entry.path
+        if name in found and found[name][1] != location:
+            first = found[name][0]
+            raise errors.ElementNameClash(
+                f"{root}: '{first}' and '{entry.name}' are both the element "
+                f"'{name}' (diskimage-builder names an element by its real "
+                f"directory) but are different directories",
+                "keep one of them, or put them in different "
+                "ELEMENTS_PATH entries")
+        found.setdefault(name, (entry.name, location))
+    return sorted((name, location) for name, (_, location) in found.items())
+
+
 def discover(roots: Iterable[str | os.PathLike[str]]) -> ElementIndex:
-    """Index every element directory below the given roots."""
-    roots = tuple(Path(os.path.abspath(r)) for r in roots)
+    """Index every element directory below the given roots (see
+    :func:`element_dirs` for what an element is)."""
+    absolute = tuple(Path(os.path.abspath(r)) for r in roots)
     found: dict[str, list[Element]] = {}
-    for root in roots:
+    for root in absolute:
         if not root.is_dir():
             raise errors.ElementsPathError(
                 f"ELEMENTS_PATH entry '{root}' is not a directory",
                 "check --elements-path and $ELEMENTS_PATH")
-        with os.scandir(root) as it:
-            entries = sorted((e.name, e.path) for e in it if e.is_dir())
-        for name, path in entries:
+        for name, path in element_dirs(root):
             found.setdefault(name, []).append(load_element(path, root))
     elements = {name: copies[0] for name, copies in sorted(found.items())}
     overrides = {
@@ -108,4 +201,5 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> ElementIndex:
                        tuple(c.path for c in copies[1:]))
         for name, copies in sorted(found.items()) if len(copies) > 1
     }
-    return ElementIndex(roots=roots, elements=elements, overrides=overrides)
+    return ElementIndex(roots=absolute, elements=elements,
+                        overrides=overrides)

@@ -33,7 +33,8 @@ OPERATING_SYSTEM = "operating-system"
 class Element:
     """An element directory.
 
-    ``name`` is the directory's basename (diskimage-builder's rule);
+    ``name`` is the basename of the directory's real path
+    (diskimage-builder's rule, see :func:`element_name`);
     ``depends`` and ``provides`` are the non-blank lines of
     ``element-deps`` and ``element-provides``, sorted and de-duplicated.
     ``root`` is the ELEMENTS_PATH entry the element was found in.
@@ -56,21 +57,36 @@ class Element:
         thousands of elements and most are never looked at)."""
         return Path(self.location)
 
-    def hooks(self, phase: str) -> tuple[str, ...]:
-        """File names in one phase directory (``install.d``...), sorted."""
-        return _list_files(self.path / phase)
 
-    def orc_hooks(self, phase: str) -> tuple[str, ...]:
-        """File names in ``os-refresh-config/<phase>``, sorted."""
-        return _list_files(self.path / "os-refresh-config" / phase)
+def list_files(directory: str | os.PathLike[str], *,
+               include_dirs: bool = False) -> tuple[str, ...]:
+    """Sorted names of the entries of ``directory`` that are not
+    directories (all entries with ``include_dirs``).
 
-
-def _list_files(directory: Path) -> tuple[str, ...]:
+    This is the one lister of element files: phase directories,
+    ``environment.d``, ``bin``...  A missing directory (or a path that is
+    not one) has no entries; an unreadable one, or a symlink loop, raises
+    :class:`errors.UnreadablePath` / :class:`errors.SymlinkLoop`.  An
+    entry whose type cannot be told (a link looping on itself) counts as
+    a file: it is a name run-parts or a copy would meet.
+    """
     try:
         with os.scandir(directory) as it:
-            return tuple(sorted(e.name for e in it if not e.is_dir()))
+            entries = list(it)
     except (FileNotFoundError, NotADirectoryError):
         return ()
+    except OSError as exc:
+        raise errors.from_os_error(directory, exc, "directory") from None
+    if include_dirs:
+        return tuple(sorted(e.name for e in entries))
+    return tuple(sorted(e.name for e in entries if not _is_dir(e)))
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def read_name_list(path: str | os.PathLike[str]) -> tuple[str, ...]:
@@ -87,6 +103,9 @@ def read_name_list(path: str | os.PathLike[str]) -> tuple[str, ...]:
             data = f.read()
     except FileNotFoundError:
         return ()
+    except OSError as exc:
+        raise errors.from_os_error(path, exc, os.path.basename(path)) \
+            from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -97,12 +116,30 @@ def read_name_list(path: str | os.PathLike[str]) -> tuple[str, ...]:
                          if line.strip()}))
 
 
+def element_name(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """``(name, location)`` of the element directory at ``path``.
+
+    diskimage-builder names an element by the basename of its *real*
+    path: a link ``web -> ../common/nginx`` is the element ``nginx``,
+    found at ``../common/nginx``.  Paths that are not links keep their
+    spelling.
+    """
+    spath = os.fspath(path)
+    if os.path.islink(spath):
+        spath = os.path.realpath(spath)
+    name = os.path.basename(spath.rstrip(os.sep))
+    if name in ("", ".", ".."):
+        name = os.path.basename(os.path.abspath(spath)) or spath
+    return name, spath
+
+
 def load_element(path: str | os.PathLike[str],
                  root: Path | None = None) -> Element:
-    """Parse the element directory at ``path``."""
-    spath = os.fspath(path)
+    """Parse the element directory at ``path`` (named as
+    :func:`element_name` says)."""
+    name, spath = element_name(path)
     return Element(
-        name=os.path.basename(spath),
+        name=name,
         location=spath,
         root=root if root is not None else Path(spath).parent,
         provides=read_name_list(os.path.join(spath, "element-provides")),

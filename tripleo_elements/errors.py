@@ -28,11 +28,23 @@ class TieError(Exception):
         return self.message
 
     def render(self) -> str:
-        """The one-line message (plus hint) printed by the CLI."""
+        """The one-line message (plus hint) printed by the CLI.
+
+        Control characters (a line break in a file or element name) are
+        escaped, so it stays one line whatever it quotes.
+        """
         text = f"error[{self.ref}]: {self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
+        return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\t``, ...)."""
+    if text.isprintable():
         return text
+    return "".join(c if c.isprintable() else
+                   c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class UsageError(TieError):
@@ -45,6 +57,47 @@ class ElementsPathError(TieError):
 
 class ElementFormatError(TieError):
     ref = "element-format"
+
+
+class UnreadablePath(TieError):
+    """A file or directory of an element tree cannot be read."""
+
+    ref = "unreadable"
+
+
+class SymlinkLoop(TieError):
+    """A symbolic link in an element tree points back at itself."""
+
+    ref = "symlink-loop"
+
+
+class ElementNameClash(TieError):
+    """Two directories of one ELEMENTS_PATH entry give the same name."""
+
+    ref = "element-name-clash"
+
+
+def from_os_error(path: object, exc: OSError, what: str = "") -> TieError:
+    """The :class:`TieError` for ``exc`` raised while reading ``path``.
+
+    ``what`` says what the path is for (``"element-deps"``, ``"element
+    directory"``...); a symlink loop and a refused permission get their
+    own class and hint.
+    """
+    import errno
+    kind = f" ({what})" if what else ""
+    reason = exc.strerror or exc.__class__.__name__
+    if exc.errno == errno.ELOOP:
+        return SymlinkLoop(
+            f"{path}{kind}: symbolic link loop ({reason})",
+            "remove the link or point it at a real file or directory")
+    if isinstance(exc, PermissionError):
+        return UnreadablePath(
+            f"{path}{kind}: permission denied",
+            "make it readable by the user running build-image "
+            "(chmod a+rX), or remove it")
+    return UnreadablePath(f"{path}{kind}: cannot read ({reason})",
+                          "fix or remove it")
 
 
 class ElementNotFound(TieError):
@@ -69,10 +122,6 @@ class HookCollision(TieError):
 
 class HostToolsMissing(TieError):
     ref = "host-tools-missing"
-
-
-class UnsupportedRelease(TieError):
-    ref = "unsupported-release"
 
 
 class BuildFailed(TieError):
@@ -127,3 +176,22 @@ class CommandTimedOut(CommandError):
     stopped)."""
 
     ref = "timed-out"
+
+
+class ImageError(TieError):
+    """A built image could not be inspected (``testing.image``)."""
+
+    ref = "image-inspect"
+    exit_code = EXIT_FAILED
+
+
+class RenderError(TieError):
+    """os-apply-config refused the templates or the metadata
+    (``testing.templates``); ``stderr`` is the tool's own output."""
+
+    ref = "render"
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, stderr: str, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.stderr = stderr

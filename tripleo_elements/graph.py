@@ -24,11 +24,11 @@ import functools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from tripleo_elements import errors
 from tripleo_elements.discovery import ElementIndex
-from tripleo_elements.element import OPERATING_SYSTEM
+from tripleo_elements.element import OPERATING_SYSTEM, Element
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -71,7 +71,7 @@ class Resolution:
         default_factory=dict, repr=False)
 
     @functools.cached_property
-    def graph(self) -> "nx.DiGraph":
+    def graph(self) -> "nx.DiGraph[str]":
         """The resolved graph (built on first use: networkx is only
         imported by the commands that query the graph)."""
         return _build_graph(self)
@@ -85,21 +85,154 @@ class Resolution:
             found.append(cycle[start:] + cycle[:start])
         return sorted(found)
 
-    def why(self, target: str, limit: int = 100) -> list[list[str]]:
-        """Every chain from a requested element to ``target`` (sorted)."""
-        import networkx as nx
-        if target not in self.graph:
-            return []
-        chains: list[list[str]] = []
-        for root in self.requested:
-            if root == target:
-                chains.append([root])
-                continue
-            for path in nx.all_simple_paths(self.graph, root, target):
-                chains.append(path)
-                if len(chains) >= limit:
-                    return sorted(chains)
-        return sorted(chains)
+    def why(self, target: str, limit: int = 10) -> list[list[str]]:
+        """The shortest chains from a requested element to ``target``
+        (at most ``limit``; see :meth:`why_summary` for how many exist)."""
+        return [list(c) for c in self.why_summary(target, limit).chains]
+
+    def why_summary(self, target: str, limit: int = 10) -> "WhyAnswer":
+        """The ``limit`` shortest chains from a requested element to
+        ``target``, and how many chains there are in all.
+
+        A chain never visits a name twice.  Polynomial in the size of the
+        graph: chains are enumerated shortest first (Yen's algorithm) and
+        counted, not listed, by a pass over the graph in topological
+        order.  Where a cycle lies between the requested elements and
+        ``target`` the count is a lower bound (counting simple paths
+        through cycles is intractable) and ``exact`` is false.
+        """
+        return _why(self, target, limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class WhyAnswer:
+    """Chains from requested elements to ``target``, shortest first.
+
+    ``total`` counts every chain (a lower bound when ``exact`` is false);
+    ``more`` is how many were left out of ``chains``.
+    """
+
+    target: str
+    chains: tuple[tuple[str, ...], ...]
+    total: int
+    exact: bool = True
+
+    @property
+    def more(self) -> int:
+        return max(0, self.total - len(self.chains))
+
+
+def _why(resolution: Resolution, target: str, limit: int) -> WhyAnswer:
+    import networkx as nx
+    graph = resolution.graph
+    roots = [r for r in resolution.requested if r in graph]
+    if target not in graph or not roots:
+        return WhyAnswer(target, (), 0)
+    # One extra source node in front of every requested element turns
+    # "chains from any requested element" into paths from one node.
+    source = object()
+    relevant = nx.ancestors(graph, target) | {target}
+    sub: nx.DiGraph[object] = nx.DiGraph(graph.subgraph(relevant))
+    sub.add_node(source)
+    for root in roots:
+        if root in relevant:
+            sub.add_edge(source, root)
+    if sub.out_degree(source) == 0:
+        return WhyAnswer(target, (), 0)
+    total, exact = _count_paths(sub, source, target)
+    chains: list[tuple[str, ...]] = []
+    if limit > 0:
+        for path in nx.shortest_simple_paths(sub, source, target):
+            chains.append(tuple(str(name) for name in path[1:]))
+            if len(chains) >= limit:
+                break
+    chains.sort(key=lambda c: (len(c), c))
+    return WhyAnswer(target, tuple(chains), max(total, len(chains)), exact)
+
+
+def _count_paths(graph: "nx.DiGraph[object]", source: object, target: str
+                 ) -> tuple[int, bool]:
+    """Paths from ``source`` to ``target``: exact on a DAG; on a graph
+    with cycles, the paths of its condensation counted once per edge
+    between components (each is at least one distinct simple path)."""
+    import networkx as nx
+    exact = nx.is_directed_acyclic_graph(graph)
+    dag: nx.DiGraph[Any]
+    start: Any
+    end: Any
+    if exact:
+        dag, start, end = graph, source, target
+        weight: dict[tuple[Any, Any], int] = {e: 1 for e in graph.edges}
+    else:
+        dag = cast("nx.DiGraph[Any]", nx.condensation(graph))
+        member = dag.graph["mapping"]
+        start, end = member[source], member[target]
+        weight = {}
+        for u, v in graph.edges:
+            a, b = member[u], member[v]
+            if a != b:
+                weight[a, b] = weight.get((a, b), 0) + 1
+    count: dict[Any, int] = {start: 1}
+    for node in nx.topological_sort(dag):
+        here = count.get(node, 0)
+        if not here:
+            continue
+        for succ in dag.successors(node):
+            count[succ] = count.get(succ, 0) + here * weight[node, succ]
+    return count.get(end, 0), exact
+
+
+def walk(roots: Iterable[str],
+         successors: Callable[[str], Iterable[str]]) -> dict[str, str | None]:
+    """Breadth-first walk from ``roots``: every name reached, mapped to
+    the name it was first reached from (``None`` for a root).
+
+    The one dependency-closure walk of the project; cycles are fine.
+    Deterministic: roots in the order given, successors in the order
+    ``successors`` returns them.  :func:`chain_to` turns the result into
+    the chain that led to a name.
+    """
+    parents: dict[str, str | None] = {}
+    queue: deque[str] = deque()
+    for root in roots:
+        if root not in parents:
+            parents[root] = None
+            queue.append(root)
+    while queue:
+        name = queue.popleft()
+        for step in successors(name):
+            if step not in parents:
+                parents[step] = name
+                queue.append(step)
+    return parents
+
+
+def closure(index: ElementIndex, roots: Iterable[str], *,
+            providers: Mapping[str, Sequence[str]] | None = None,
+            elements: Mapping[str, Element] | None = None
+            ) -> dict[str, str | None]:
+    """The ``element-deps`` closure of ``roots``, as :func:`walk` gives it.
+
+    Names are looked up in ``elements`` first (e.g. elements being
+    checked that are not on the path), then in ``index``; a name found in
+    neither is reached but not followed.  With ``providers`` (virtual
+    name -> providing elements, as :meth:`ElementIndex.providers` gives)
+    every provider of a dependency is followed as well, so the walk
+    over-approximates any resolution; without it only the names written
+    in ``element-deps`` are followed.
+    """
+    extra = elements or {}
+
+    def successors(name: str) -> Iterable[str]:
+        element = extra.get(name) or index.elements.get(name)
+        if element is None:
+            return ()
+        if providers is None:
+            return element.depends
+        return [step for dep in element.depends
+                for step in (dep, *providers.get(dep, ()))]
+
+    return walk(roots, successors)
 
 
 def chain_to(parents: Mapping[str, str | None], name: str) -> list[str]:
@@ -160,9 +293,15 @@ def resolve(index: ElementIndex, requested: Sequence[str],
     )
 
 
+#: What one expansion found: the selected elements, virtual name ->
+#: provider, child -> parent (for chains), defaults chosen.
+_Expansion = tuple[set[str], dict[str, str], dict[str, "str | None"],
+                   dict[str, str]]
+
+
 def _expand(index: ElementIndex, request: tuple[str, ...], arch: str,
             all_provides: Mapping[str, tuple[str, ...]],
-            excluded: set[str]):
+            excluded: set[str]) -> _Expansion:
     selected: set[str] = set()
     provided_by: dict[str, str] = {}
     parents: dict[str, str | None] = {name: None for name in request}
@@ -276,9 +415,9 @@ def _check_operating_system(index: ElementIndex, request: Sequence[str],
         f"add an OS element, one of: {choices}")
 
 
-def _build_graph(resolution: Resolution) -> "nx.DiGraph":
+def _build_graph(resolution: Resolution) -> "nx.DiGraph[str]":
     import networkx as nx
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     selected = set(resolution.elements)
     for name in resolution.elements:
         graph.add_node(name, virtual=False,

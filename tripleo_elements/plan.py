@@ -18,7 +18,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from tripleo_elements import blockdev, errors, host, tree
+from tripleo_elements import blockdev, errors, graph, host, tree
 from tripleo_elements.discovery import ElementIndex
 from tripleo_elements.graph import Resolution, resolve
 from tripleo_elements.options import (DEFAULT_DISK, DEFAULT_ENTRY,
@@ -133,15 +133,8 @@ class BuildPlan:
 
 def _closure(names: Iterable[str], index: ElementIndex) -> set[str]:
     """The named elements and everything their element-deps reach."""
-    seen: set[str] = set()
-    todo = [n for n in names if n in index]
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in index:
-            continue
-        seen.add(name)
-        todo.extend(index[name].depends)
-    return seen
+    reached = graph.closure(index, [n for n in names if n in index])
+    return {n for n in reached if n in index}
 
 
 def effective_request(options: BuildOptions, index: ElementIndex

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import testtools
@@ -140,6 +141,110 @@ class ResolverTest(testtools.TestCase):
                             "b": {"deps": ["d"]}, "c": {"deps": ["d"]},
                             "d": {}}, ["os", "a"])
         self.assertEqual([["a", "b", "d"], ["a", "c", "d"]], res.why("d"))
+
+    def test_why_is_polynomial_and_counts_what_it_leaves_out(self) -> None:
+        # 100 elements, each depending on the next three: C(99) chains
+        # from e0 to e99 grow like 1.84^n; listing them never ends.
+        tree: dict = {"os": OS}
+        for i in range(100):
+            tree[f"e{i}"] = {"deps": [f"e{j}" for j in
+                                      range(i + 1, min(i + 4, 100))]}
+        res = self.resolve(tree, ["os", "e0"])
+        counts = [1, 1, 2]
+        for _ in range(3, 100):
+            counts.append(counts[-1] + counts[-2] + counts[-3])
+        start = time.monotonic()
+        answer = res.why_summary("e99", limit=10)
+        self.assertLess(time.monotonic() - start, 10)
+        self.assertEqual(counts[99], answer.total)
+        self.assertTrue(answer.exact)
+        self.assertEqual(10, len(answer.chains))
+        self.assertEqual(counts[99] - 10, answer.more)
+        shortest = len(answer.chains[0])
+        self.assertEqual(34, shortest)  # 99 steps of at most 3: 33 + 1
+        self.assertEqual(sorted(answer.chains, key=lambda c: (len(c), c)),
+                         list(answer.chains))
+        for chain in answer.chains:
+            self.assertEqual(("e0", "e99"), (chain[0], chain[-1]))
+        self.assertEqual([list(c) for c in answer.chains], res.why("e99"))
+
+    def test_why_does_not_wander_where_the_target_is_not(self) -> None:
+        # One chain, e0 -> zz, beside a 100-element DAG with 3 deps each:
+        # a depth-first search of every path never came back (> 60 s).
+        tree: dict = {"os": OS, "zz": {}}
+        for i in range(100):
+            tree[f"e{i}"] = {"deps": [f"e{j}" for j in
+                                      range(i + 1, min(i + 4, 100))]}
+        tree["e0"]["deps"].append("zz")
+        res = self.resolve(tree, ["os", "e0"])
+        start = time.monotonic()
+        self.assertEqual([["e0", "zz"]], res.why("zz"))
+        self.assertLess(time.monotonic() - start, 10)
+
+    def test_why_with_a_cycle_counts_a_lower_bound(self) -> None:
+        res = self.resolve({"os": OS, "a": {"deps": ["b", "c"]},
+                            "b": {"deps": ["c"]}, "c": {"deps": ["b", "d"]},
+                            "d": {}}, ["os", "a"])
+        answer = res.why_summary("d")
+        self.assertEqual((("a", "c", "d"), ("a", "b", "c", "d")),
+                         answer.chains)
+        self.assertFalse(answer.exact)
+        self.assertEqual(2, answer.total)
+        self.assertEqual(0, answer.more)
+
+    def test_why_of_a_requested_element_and_of_a_stranger(self) -> None:
+        res = self.resolve({"os": OS, "a": {"deps": ["b"]}, "b": {}},
+                           ["os", "a", "b"])
+        answer = res.why_summary("b")
+        self.assertEqual((("b",), ("a", "b")), answer.chains)
+        self.assertEqual(2, answer.total)
+        self.assertEqual([], res.why("nothing"))
+        self.assertEqual(0, res.why_summary("nothing").total)
+
+    def test_why_command_says_how_many_chains_it_left_out(self) -> None:
+        import contextlib
+        import io
+
+        from tripleo_elements import cli
+        tree: dict = {"os": OS}
+        for i in range(40):
+            tree[f"e{i}"] = {"deps": [f"e{j}" for j in
+                                      range(i + 1, min(i + 3, 40))]}
+        make_tree(self.tmp / "cli", tree)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = cli.main(["why", "e39", "--no-defaults", "-a", "amd64",
+                             "--elements-path", str(self.tmp / "cli"),
+                             "-e", "os", "-e", "e0"])
+        self.assertEqual(0, code)
+        lines = out.getvalue().splitlines()
+        self.assertEqual(11, len(lines))
+        # 39 steps of one or two: the shortest chains have 21 names.
+        self.assertEqual(21, len(lines[0].split(" -> ")))
+        # Fibonacci: F(40) chains from e0 to e39, ten shown.
+        fib = [1, 1]
+        for _ in range(38):
+            fib.append(fib[-1] + fib[-2])
+        self.assertEqual(f"... and {fib[39] - 10} more chains (the "
+                         "shortest are shown)", lines[-1])
+
+    def test_walk_follows_each_name_once(self) -> None:
+        edges = {"a": ["b", "c"], "b": ["a", "d"], "c": ["d"], "d": []}
+        parents = graph.walk(["a"], lambda n: edges.get(n, ()))
+        self.assertEqual({"a": None, "b": "a", "c": "a", "d": "b"}, parents)
+        self.assertEqual(["a", "b", "d"], graph.chain_to(parents, "d"))
+
+    def test_closure_with_and_without_providers(self) -> None:
+        make_tree(self.tmp / "c", {"os": OS, "a": {"deps": ["virt", "x"]},
+                                   "impl": {"provides": ["virt"],
+                                            "deps": ["y"]},
+                                   "y": {}})
+        index = discover([self.tmp / "c"])
+        plain = graph.closure(index, ["a"])
+        self.assertEqual({"a": None, "virt": "a", "x": "a"}, plain)
+        full = graph.closure(index, ["a"], providers=index.providers())
+        self.assertEqual({"a": None, "virt": "a", "impl": "a", "x": "a",
+                          "y": "impl"}, full)
 
     def test_result_independent_of_request_order(self) -> None:
         tree = {"os": OS, "a": {"deps": ["v", "c"]}, "c": {"deps": ["b"]},

@@ -1,10 +1,18 @@
-"""Throwaway element trees for the driver's unit tests."""
+"""Throwaway element trees for the driver's unit tests.
+
+A thin shorthand over :func:`tripleo_elements.testing.elements.
+build_element_tree`, the one tree builder of the project.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from tripleo_elements.testing.elements import (FileSpec, build_element_tree,
+                                               element_files)
+
+__all__ = ["build_element_tree", "element_files", "make_tree"]
 
 Spec = Mapping[str, object]
 
@@ -16,19 +24,22 @@ def make_tree(root: Path, elements: Mapping[str, Spec]) -> Path:
     ``element-deps``/``element-provides``; any other key is a relative file
     path whose value is its text (executable when it starts with ``#!``).
     """
-    root.mkdir(parents=True, exist_ok=True)
+    converted: dict[str, dict[str, FileSpec]] = {}
     for name, spec in elements.items():
-        element = root / name
-        element.mkdir(parents=True, exist_ok=True)
-        for key, value in spec.items():
-            if key in ("deps", "provides"):
-                path = element / f"element-{'deps' if key == 'deps' else key}"
-                assert isinstance(value, (list, tuple))
-                path.write_text("".join(f"{v}\n" for v in value))
-                continue
-            path = element / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(str(value))
-            if str(value).startswith("#!"):
-                os.chmod(path, 0o755)
-    return root
+        converted[name] = element_files(
+            deps=_names(spec["deps"]) if "deps" in spec else None,
+            provides=(_names(spec["provides"]) if "provides" in spec
+                      else None),
+            files={key: _file(value) for key, value in spec.items()
+                   if key not in ("deps", "provides")})
+    return build_element_tree(root, converted)
+
+
+def _names(value: object) -> list[str]:
+    assert isinstance(value, (list, tuple)), value
+    return [str(v) for v in value]
+
+
+def _file(value: object) -> FileSpec:
+    text = str(value)
+    return (text, 0o755 if text.startswith("#!") else 0o644)

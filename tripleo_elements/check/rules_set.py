@@ -9,7 +9,6 @@ collisions follow diskimage-builder's copy rule as
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -42,20 +41,8 @@ def _walk_closure(ctx: Context) -> dict[str, str | None]:
     """Parents of every element reachable from the request (or from each
     target) through element-deps, following every provider."""
     roots = ctx.requested or tuple(sorted({e.name for e in ctx.targets}))
-    parents: dict[str, str | None] = {name: None for name in roots}
-    queue = deque(roots)
-    by_name = {e.name: e for e in ctx.targets}
-    while queue:
-        name = queue.popleft()
-        element = by_name.get(name) or ctx.index.elements.get(name)
-        if element is None:
-            continue
-        for dep in element.depends:
-            for step in (dep, *ctx.providers.get(dep, ())):
-                if step not in parents:
-                    parents[step] = name
-                    queue.append(step)
-    return parents
+    return graph.closure(ctx.index, roots, providers=ctx.providers,
+                         elements={e.name: e for e in ctx.targets})
 
 
 @register("TIE040", SET,

@@ -12,49 +12,21 @@ the request resolves.  Bad input raises :class:`errors.UsageError` or
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tripleo_elements import errors, graph
+from tripleo_elements import discovery, errors, graph
 from tripleo_elements.check.model import listdir
 from tripleo_elements.discovery import ElementIndex
-from tripleo_elements.element import PHASES, Element, load_element
+from tripleo_elements.element import Element, load_element
 from tripleo_elements.graph import Resolution
 from tripleo_elements.tree import SKIP_DIRS
 
-#: Files whose presence makes a directory an element.
-ELEMENT_FILES: tuple[str, ...] = (
-    "element-deps", "element-provides", "README.rst",
-    "package-installs.yaml", "package-installs.json", "pkg-map", "svc-map",
-)
-#: Subdirectories that make a directory an element, unless a subdirectory
-#: holds an element file: a directory of elements may well hold elements
-#: *called* os-apply-config or static (and DIB has ones called pkg-map).
-ELEMENT_DIRS: tuple[str, ...] = (
-    *PHASES, "environment.d", "static", "os-apply-config",
-    "os-refresh-config",
-)
-
-
-def _has_element_file(path: Path) -> bool:
-    for name in listdir(path):
-        if name in ELEMENT_FILES or name.startswith("source-repository-"):
-            if (path / name).is_file():
-                return True
-    return False
-
 
 def is_element_dir(path: Path) -> bool:
-    """A directory is an element if it holds one of the files
-    :data:`ELEMENT_FILES` or a ``source-repository-*`` file; or one of the
-    directories :data:`ELEMENT_DIRS` while none of its subdirectories
-    holds such a file (that would make it a directory of elements)."""
-    if _has_element_file(path):
-        return True
-    subdirs = [path / n for n in listdir(path) if (path / n).is_dir()]
-    return any(d.name in ELEMENT_DIRS for d in subdirs) and not any(
-        _has_element_file(d) for d in subdirs)
+    """One element rather than a directory of elements: the rule the
+    resolver uses too (:func:`discovery.is_element_dir`)."""
+    return discovery.is_element_dir(path)
 
 
 def targets_from_paths(paths: Iterable[str | os.PathLike[str]]
@@ -110,18 +82,13 @@ def resolve_request(index: ElementIndex, requested: Sequence[str],
     try:
         resolution = graph.resolve(index, requested, arch=arch)
     except (errors.ElementNotFound, errors.MissingOperatingSystem):
-        members: list[str] = []
-        seen = set()
-        queue = deque(requested)
-        while queue:
-            name = queue.popleft()
-            if name in seen:
-                continue
-            seen.add(name)
+        # A virtual name is followed to its first provider only.
+        def successors(name: str) -> Sequence[str]:
             if name in index:
-                members.append(name)
-                queue.extend(index[name].depends)
-            else:
-                queue.extend(providers.get(name, ())[:1])
+                return index[name].depends
+            return providers.get(name, ())[:1]
+
+        members = [n for n in graph.walk(requested, successors)
+                   if n in index]
         return None, sorted(members)
     return resolution, list(resolution.elements)

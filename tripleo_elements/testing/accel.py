@@ -38,7 +38,8 @@ from tripleo_elements import errors
 
 __all__ = [
     "ACCEL_ENV", "ACCELS", "CACHE_ENV", "AccelCache", "AccelChoice",
-    "choose", "default_cache_path", "host_fingerprint", "kvm_device_usable",
+    "choose", "default_cache_path", "forced", "host_fingerprint",
+    "kvm_device_usable", "qemu_version",
 ]
 
 ACCEL_ENV = "TIE_QEMU_ACCEL"

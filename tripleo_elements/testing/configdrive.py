@@ -30,6 +30,12 @@ from typing import Any
 
 from tripleo_elements import errors, process
 
+__all__ = [
+    "build_config_drive", "CFN_INIT_DATA", "HEAT_CFNTOOLS_DIR",
+    "heat_user_data", "Instance", "iso_command", "LABEL",
+    "os_collect_config_request", "UserPart", "write_tree",
+]
+
 LABEL = "config-2"
 CFN_INIT_DATA = "cfn-init-data"
 HEAT_CFNTOOLS_DIR = "/var/lib/heat-cfntools"

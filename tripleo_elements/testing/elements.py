@@ -2,18 +2,37 @@
 
 ``elements_root()`` is the ``elements/`` directory of a source checkout,
 or the one installed with the package (``share/tripleo-image-elements``).
-``build_element_tree()`` writes a small tree of elements for a test.
+``build_element_tree()`` writes a small tree of elements for a test (the
+one tree builder of the project's own tests); ``element_files()`` spells
+the usual files of one element.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-FileSpec = str | bytes | tuple[str | bytes, int]
-"""A file of a test element: its content, or its content and mode."""
+__all__ = [
+    "FileSpec", "Link", "build_element_tree", "element_files",
+    "element_path", "elements_root", "list_elements",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """A symbolic link to ``target`` (written as given: relative targets
+    are relative to the link's directory; dangling and looping links are
+    allowed)."""
+
+    target: str
+
+
+FileSpec = str | bytes | tuple[str | bytes, int] | Link
+"""A file of a test element: its content, its content and mode, or a
+:class:`Link`."""
 
 
 def elements_root() -> Path:
@@ -48,33 +67,56 @@ def list_elements(root: Path | None = None) -> list[str]:
                   if p.is_dir() and not p.name.startswith((".", "_")))
 
 
+def element_files(*, deps: Iterable[str] | None = None,
+                  provides: Iterable[str] | None = None,
+                  files: Mapping[str, FileSpec] | None = None
+                  ) -> dict[str, FileSpec]:
+    """The files of one element for :func:`build_element_tree`:
+    ``element-deps`` and ``element-provides`` (one name a line; left out
+    when ``None``) plus ``files``."""
+    out: dict[str, FileSpec] = {}
+    if deps is not None:
+        out["element-deps"] = "".join(f"{name}\n" for name in deps)
+    if provides is not None:
+        out["element-provides"] = "".join(f"{name}\n" for name in provides)
+    out.update(files or {})
+    return out
+
+
 def build_element_tree(
         root: Path,
-        elements: Mapping[str, Mapping[str, FileSpec]]) -> Path:
+        elements: Mapping[str, Mapping[str, FileSpec] | Link]) -> Path:
     """Write ``elements`` under ``root`` and return ``root``.
 
-    ``elements`` maps an element name to its files: a relative path to a
-    :data:`FileSpec`.  Files whose path is in a phase directory
+    ``elements`` maps an element name to its files (a relative path to a
+    :data:`FileSpec`), or to a :class:`Link` to make the element directory
+    itself a symbolic link.  Files whose path is in a phase directory
     (``*.d/``) default to mode 0755, others to 0644.  Example::
 
         build_element_tree(tmp, {"hello": {
             "element-deps": "os-refresh-config\\n",
             "install.d/50-hello": "#!/bin/bash\\necho hello\\n",
-        }})
+        }, "hi": Link("hello")})
     """
     root.mkdir(parents=True, exist_ok=True)
     for name, files in elements.items():
         element = root / name
+        if isinstance(files, Link):
+            os.symlink(files.target, element)
+            continue
         element.mkdir(parents=True, exist_ok=True)
         for relative, spec in files.items():
+            path = element / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(spec, Link):
+                os.symlink(spec.target, path)
+                continue
             if isinstance(spec, tuple):
                 content, mode = spec
             else:
                 content = spec
                 mode = 0o755 if any(part.endswith(".d") for part in
                                     Path(relative).parts[:-1]) else 0o644
-            path = element / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
             data = content.encode() if isinstance(content, str) else content
             path.write_bytes(data)
             os.chmod(path, mode)

@@ -23,6 +23,10 @@ from typing import Any
 
 from tripleo_elements.testing.elements import element_path
 
+__all__ = [
+    "heat_config_env", "HeatConfigRun", "make_deployment", "run_heat_config",
+]
+
 CONFIGURE_SCRIPT = "os-refresh-config/configure.d/55-heat-config"
 HOOKS_DIR = "heat-config-hooks"
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+__all__ = ["HeatServer", "Request"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Request:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import stat
@@ -26,11 +25,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tripleo_elements import errors, process
+from tripleo_elements.element import ORC_PHASES
+
+__all__ = [
+    "cloud_init_datasources", "find_strings", "heat_stack", "ImageError",
+    "inside", "leaked_values", "machine_id", "mounted_image", "MountedImage",
+    "password_locked", "ssh_host_keys", "udev_fix",
+]
 
 
-class ImageError(errors.TieError):
-    ref = "image-inspect"
-    exit_code = errors.EXIT_FAILED
+ImageError = errors.ImageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,10 +196,6 @@ def leaked_values(root: Path, needles: Sequence[str],
             for line in find_strings(paths, needles)]
 
 
-ORC_PHASES = ("pre-configure.d", "configure.d", "post-configure.d",
-              "migration.d")
-
-
 def _executable(path: Path) -> bool:
     return path.is_file() and bool(path.stat().st_mode & 0o111)
 
@@ -281,7 +281,3 @@ def udev_fix(root: Path) -> list[str]:
             return []
     return [f"{', '.join(r.name for r in rules)}: no {LVEXTEND_FIX_MARK} "
             "rule: the fix is not applied"]
-
-
-def manifest_elements(manifest: Path) -> list[str]:
-    return list(json.loads(manifest.read_text()).get("elements", []))

@@ -40,6 +40,13 @@ from tripleo_elements import errors, options, outputs, process
 from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import default_roots, discover
 
+__all__ = [
+    "CACHE_ENV", "CacheError", "DEFAULT_BUILD_TIMEOUT", "KeyParts",
+    "TIMEOUT_ENV", "build_timeout", "cached_build", "default_cache_dir",
+    "host_env_digest", "image_key", "key_parts", "plan_digest", "plan_for",
+    "project_digest", "prune", "tree_digest",
+]
+
 CACHE_ENV = "TIE_IMAGE_CACHE"
 TIMEOUT_ENV = "TIE_BUILD_TIMEOUT"
 DEFAULT_BUILD_TIMEOUT = 3600.0

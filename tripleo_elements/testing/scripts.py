@@ -13,12 +13,17 @@ import dataclasses
 import json
 import os
 import re
-import shlex
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-RUN_PARTS_NAME = re.compile(r"^[0-9A-Za-z_-]+$")
+from tripleo_elements.element import RUN_PARTS_NAME
+
+__all__ = [
+    "install_stubs", "PhaseResult", "read_calls", "run_orc_phase",
+    "run_parts_order", "run_script", "script_env", "ScriptResult", "Stub",
+]
+
 STUB_DIR = ".stubs"
 
 
@@ -186,8 +191,3 @@ def run_orc_phase(phase_dir: Path, root: Path, *,
         if result.returncode:
             break
     return PhaseResult(tuple(results), tuple(p.name for p in skipped))
-
-
-def shell_quote(argv: Iterable[str]) -> str:
-    """A copy-pasteable command line, for assertion messages."""
-    return shlex.join(list(argv))

@@ -19,13 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tripleo_elements.errors import RenderError
 
-class RenderError(Exception):
-    """os-apply-config refused the templates or the metadata."""
-
-    def __init__(self, message: str, stderr: str) -> None:
-        super().__init__(message)
-        self.stderr = stderr
+__all__ = [
+    "os_apply_config_command", "render_templates", "RenderError",
+]
 
 
 def os_apply_config_command() -> str:
@@ -85,9 +83,9 @@ def render_templates(
                 f"os-apply-config failed ({proc.returncode}) on "
                 f"{templates}: {proc.stderr.strip()}", proc.stderr)
         rendered = {}
-        for path in sorted(out.rglob("*")):
-            if path.is_file():
-                mode = stat.S_IMODE(path.stat().st_mode)
-                rendered["/" + str(path.relative_to(out))] = (
-                    path.read_text(), mode)
+        for written in sorted(out.rglob("*")):
+            if written.is_file():
+                mode = stat.S_IMODE(written.stat().st_mode)
+                rendered["/" + str(written.relative_to(out))] = (
+                    written.read_text(), mode)
         return rendered
