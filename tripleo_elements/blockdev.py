@@ -171,6 +171,11 @@ def _collect_plugin_keys(entry: yaml.Node, plugins: Collection[str],
                     plugins, found)
 
 
+def _kind(node: yaml.Node) -> str:
+    """'scalar', 'sequence' or 'mapping' (PyYAML's node ids)."""
+    return str(getattr(node, "id", type(node).__name__))
+
+
 def rewrite_for_no_device_mapper(
         yaml_text: str, source: str = "block-device config",
         plugins: Collection[str] | None = None) -> str:
@@ -199,7 +204,7 @@ def rewrite_for_no_device_mapper(
         raise errors.ElementFormatError(f"{source}: empty config", hint)
     if not isinstance(root, yaml.SequenceNode):
         raise errors.ElementFormatError(
-            f"{source}: top level is a {root.id}, not a list", hint)
+            f"{source}: top level is a {_kind(root)}, not a list", hint)
     names = frozenset(plugins) if plugins is not None else _plugin_names()
     names = names | {DM_PLUGIN}
     keys: list[yaml.ScalarNode] = []
@@ -207,7 +212,7 @@ def rewrite_for_no_device_mapper(
         if not isinstance(entry, yaml.MappingNode):
             raise errors.ElementFormatError(
                 f"{source}: line {entry.start_mark.line + 1}: entry is a "
-                f"{entry.id}, not a '- plugin: {{...}}' mapping", hint)
+                f"{_kind(entry)}, not a '- plugin: {{...}}' mapping", hint)
         _collect_plugin_keys(entry, names, keys)
     out = yaml_text
     # Edit from the end so earlier offsets stay valid.

@@ -217,8 +217,7 @@ HANDLERS = {"build": cmd_build, "plan": cmd_plan, "graph": cmd_graph,
             "why": cmd_why, "list": cmd_list}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "check":
         from tripleo_elements import check
         return check.main(argv[1:])
@@ -233,9 +232,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.TieError as exc:
         sys.stderr.write(exc.render() + "\n")
         return exc.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         sys.stderr.write("error[interrupted]: stopped by the user\n")
         return 130
+    except BrokenPipeError:
+        # The reader went away (``build-image list | head``): not an
+        # error of ours.  Point stdout at /dev/null so the interpreter's
+        # final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

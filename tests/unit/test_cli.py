@@ -212,3 +212,28 @@ class CliTest(testtools.TestCase):
         self.assertEqual(2, code)
         self.assertEqual(1, len(err.strip().splitlines()), err)
         self.assertIn("not writable", err)
+
+
+class BrokenPipeTest(testtools.TestCase):
+
+    def test_reader_going_away_is_not_a_traceback(self) -> None:
+        # ``build-image list | head -1``: the second write hits a closed
+        # pipe.
+        import subprocess
+        import sys
+        reader = subprocess.Popen(["head", "-n", "1"],
+                                  stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        writer = subprocess.run(
+            [sys.executable, "-c",
+             "import sys; from tripleo_elements import cli; "
+             "sys.exit(cli.main(['list']))"],
+            stdout=reader.stdin, stderr=subprocess.PIPE, text=True,
+            timeout=120)
+        assert reader.stdin is not None and reader.stdout is not None
+        reader.stdin.close()
+        first = reader.stdout.read()
+        reader.wait(timeout=30)
+        self.assertEqual(1, len(first.splitlines()))
+        self.assertEqual("", writer.stderr)
+        self.assertEqual(0, writer.returncode)
