@@ -1,0 +1,296 @@
+"""Real storage servers on 127.0.0.1 for tests and benchmarks.
+
+:class:`SeaweedS3` (SeaweedFS's S3 gateway) and :class:`SwiftCluster`
+(proxy + account/container/object servers, tempauth, tempurl, slo) run
+from cached virtualenvs (:mod:`.venvs`) in a scratch directory, every
+port chosen free and bound to loopback only.  ``stop()`` ends exactly the
+processes started here, by pid (their own process group); ``kill()``
+simulates a crash (SIGKILL) and ``start()`` again reuses the data.
+This is test infrastructure: it starts long-running processes, which
+``process.run`` (one-shot commands) does not do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+from tripleo_elements.publish.venvs import ensure_venv
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, deadline: float, procs: list[subprocess.Popen[bytes]],
+               logs: list[Path]) -> None:
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                tail = "".join(p.read_text(errors="replace")[-2000:]
+                               for p in logs)
+                raise RuntimeError(f"server exited {proc.returncode}: {tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers: up
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} not up in time")
+
+
+class _Servers:
+    """A set of processes in one scratch dir, stopped by pid."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+        self._files: list[IO[bytes]] = []
+
+    def _spawn(self, name: str, argv: list[str],
+               env: Mapping[str, str] | None = None) -> None:
+        log = self.workdir / f"{name}.log"
+        out = open(log, "ab")
+        self._files.append(out)
+        self.logs.append(log)
+        self.procs.append(subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+            env=dict(env or os.environ)))
+
+    def _signal(self, sig: int) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def kill(self) -> None:
+        """Crash every server now (SIGKILL), as a power cut would."""
+        self._signal(signal.SIGKILL)
+        self._reap()
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def _reap(self) -> None:
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        for f in self._files:
+            f.close()
+        self.procs, self._files = [], []
+
+
+class SeaweedS3(_Servers):
+    """SeaweedFS ``weed mini`` with its S3 gateway and one identity."""
+
+    ACCESS = "tie-test-access"
+    SECRET = "tie-test-secret-0123456789"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.venv = ensure_venv("s3")
+        self.ports = {flag: free_port() for flag in (
+            "master.port", "master.port.grpc", "volume.port",
+            "volume.port.grpc", "volume.port.public", "filer.port",
+            "filer.port.grpc", "filer.port.public", "s3.port",
+            "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
+            "s3.debug.port", "s3.metricsPort", "admin.port",
+            "admin.port.grpc", "webdav.port", "debug.port", "metricsPort")}
+        self.endpoint = f"http://{HOST}:{self.ports['s3.port']}"
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.ACCESS,
+                "AWS_SECRET_ACCESS_KEY": self.SECRET,
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def start(self) -> "SeaweedS3":
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "identities.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "tie", "credentials": [{"accessKey": self.ACCESS,
+                                            "secretKey": self.SECRET}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        argv = [str(self.venv / "bin" / "weed"), "mini", f"-dir={data}",
+                f"-ip={HOST}", f"-ip.bind={HOST}", f"-s3.config={config}",
+                "-master.telemetry=false", "-admin.ui=false",
+                "-webdav=false"]
+        argv += [f"-{flag}={port}" for flag, port in self.ports.items()]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(
+            "AWS_")}
+        self._spawn("weed", argv, env)
+        _wait_http(self.endpoint + "/", time.monotonic() + 60, self.procs,
+                   self.logs)
+        return self
+
+
+_SERVER_CONF = """[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+workers = 0
+devices = {devices}
+mount_check = false
+disable_fallocate = true
+swift_dir = {swift_dir}
+log_address = {workdir}/no-syslog
+log_level = WARNING
+
+[pipeline:main]
+pipeline = {kind}-server
+
+[app:{kind}-server]
+use = egg:swift#{kind}
+"""
+
+_PROXY_CONF = """[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = {port}
+workers = 0
+swift_dir = {swift_dir}
+log_address = {workdir}/no-syslog
+log_level = WARNING
+
+[pipeline:main]
+pipeline = catch_errors gatekeeper healthcheck proxy-logging \
+listing_formats tempurl slo tempauth copy proxy-logging proxy-server
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+allow_account_management = true
+
+[filter:tempauth]
+use = egg:swift#tempauth
+user_tie_tester = {key} .admin
+token_life = 3600
+fernet_key_k1 = {fernet}
+active_fernet_key_id = k1
+
+[filter:tempurl]
+use = egg:swift#tempurl
+
+[filter:slo]
+use = egg:swift#slo
+min_segment_size = 1
+
+[filter:copy]
+use = egg:swift#copy
+
+[filter:listing_formats]
+use = egg:swift#listing_formats
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+
+[filter:healthcheck]
+use = egg:swift#healthcheck
+
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+
+"""
+
+
+_RINGS = """
+import json, sys
+from swift.common.ring import RingBuilder
+etc, ports = sys.argv[1], json.loads(sys.argv[2])
+for kind in ("account", "container", "object"):
+    b = RingBuilder(4, 1, 1)
+    b.add_dev({"region": 1, "zone": 1, "ip": "127.0.0.1",
+               "port": ports[kind], "device": "d1", "weight": 1})
+    b.rebalance()
+    b.get_ring().save(f"{etc}/{kind}.ring.gz")
+"""
+
+
+class SwiftCluster(_Servers):
+    """One-replica Swift on a plain directory, tempauth user tie:tester."""
+
+    USER = "tie:tester"
+    KEY = "tie-swift-key-0123456789"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.venv = ensure_venv("swift")
+        saved = workdir / "ports.json"
+        if saved.exists():  # the rings name these ports: keep them
+            self.ports = json.loads(saved.read_text())
+        else:
+            self.ports = {k: free_port() for k in ("proxy", "account",
+                                                    "container", "object")}
+        self.auth_url = f"http://{HOST}:{self.ports['proxy']}/auth/v1.0"
+
+    def env(self) -> dict[str, str]:
+        return {"ST_AUTH": self.auth_url, "ST_USER": self.USER,
+                "ST_KEY": self.KEY}
+
+    def _configure(self) -> Path:
+        etc = self.workdir / "etc"
+        devices = self.workdir / "srv"
+        if (etc / "object.ring.gz").exists():
+            return etc
+        (devices / "d1").mkdir(parents=True, exist_ok=True)
+        etc.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "ports.json").write_text(json.dumps(self.ports))
+        (etc / "swift.conf").write_text(
+            "[swift-hash]\nswift_hash_path_suffix = tie\n"
+            "swift_hash_path_prefix = tie\n\n"
+            "[storage-policy:0]\nname = gold\ndefault = yes\n")
+        # All three rings in one interpreter (a swift-ring-builder run per
+        # step costs ~25 s of start-up on a loaded 2-core machine).
+        subprocess.run([str(self.venv / "bin" / "python"), "-c",
+                        _RINGS, str(etc), json.dumps(self.ports)],
+                       check=True)
+        for kind in ("account", "container", "object"):
+            (etc / f"{kind}-server.conf").write_text(_SERVER_CONF.format(
+                port=self.ports[kind], devices=devices, swift_dir=etc,
+                kind=kind, workdir=self.workdir))
+        (etc / "proxy-server.conf").write_text(_PROXY_CONF.format(
+            port=self.ports["proxy"], swift_dir=etc, key=self.KEY,
+            fernet=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            workdir=self.workdir))
+        return etc
+
+    def start(self) -> "SwiftCluster":
+        etc = self._configure()
+        for kind in ("account", "container", "object", "proxy"):
+            self._spawn(kind, [str(self.venv / "bin" / f"swift-{kind}-server"),
+                               str(etc / f"{kind}-server.conf"), "-v"])
+        for kind in ("account", "container", "object", "proxy"):
+            _wait_http(f"http://{HOST}:{self.ports[kind]}/healthcheck"
+                       if kind == "proxy" else
+                       f"http://{HOST}:{self.ports[kind]}/",
+                       time.monotonic() + 60, self.procs, self.logs)
+        return self
