@@ -227,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "check":
         from tripleo_elements import check
         return check.main(argv[1:])
+    if argv and argv[0] == "publish":
+        from tripleo_elements.publish import cli as publish_cli
+        return publish_cli.main(argv[1:])
     if not argv or (argv[0] not in SUBCOMMANDS
                     and argv[0] not in ("-h", "--help")):
         argv.insert(0, "build")

@@ -1,6 +1,6 @@
 """``build-image publish``: the command-line pieces.
 
-``cli.main`` dispatches ``publish`` here (``return publish.cli.main(argv[1:])``);
+``cli.main`` dispatches ``publish`` here (``publish.cli.main(argv[1:])``);
 :func:`add_arguments` and :func:`run` let a caller build its own parser.
 Errors are raised as TieError and turned into exit codes by :func:`main`.
 """
@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _maintenance(args: argparse.Namespace, store_env: Mapping[str, str],
                  out: TextIO) -> int:
-    tgt = target.resolve(args.to, target.publishers_file(args.publishers,
-                                                          store_env))
+    where = target.publishers_file(args.publishers, store_env)
+    tgt = target.resolve(args.to, where)
     store = core.open_store(tgt, store_env)
     with secrets.redacting(store_env):
         if args.maintenance == "on":
@@ -83,8 +83,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None,
         raise errors.UsageError("IMAGE is required",
                                 "build-image publish IMAGE --to TARGET")
     artifact = core.load_artifact(Path(args.image), args.name)
-    tgt = target.resolve(args.to, target.publishers_file(args.publishers,
-                                                          env))
+    where = target.publishers_file(args.publishers, env)
+    tgt = target.resolve(args.to, where)
     store = core.open_store(tgt, env)
     progress = Progress(err, artifact.size,
                         f"{artifact.name} -> {store.describe}")

@@ -55,8 +55,11 @@ def validate(provider: api.Provider, settings: Mapping[str, Any],
     """One-line error for the first unknown, missing or mistyped setting."""
     schema = provider.settings_schema
     validator = jsonschema.Draft202012Validator(schema)
+    # Unknown keys first: a misplaced credential is the likeliest one.
+    rank = {"additionalProperties": 0, "required": 1}
     errors = sorted(validator.iter_errors(dict(settings)),
-                    key=lambda e: (list(e.path), e.message))
+                    key=lambda e: (rank.get(str(e.validator), 2),
+                                   [str(p) for p in e.path], e.message))
     if not errors:
         return
     err = errors[0]

@@ -248,8 +248,8 @@ class SwiftCluster(_Servers):
         if saved.exists():  # the rings name these ports: keep them
             self.ports = json.loads(saved.read_text())
         else:
-            self.ports = {k: free_port() for k in ("proxy", "account",
-                                                    "container", "object")}
+            self.ports = {k: free_port() for k in (
+                "proxy", "account", "container", "object")}
         self.auth_url = f"http://{HOST}:{self.ports['proxy']}/auth/v1.0"
 
     def env(self) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Server virtualenvs for the loopback test servers, cached by content.
 
 A venv is keyed by the sha256 of its requirements text and the Python
-version, and lives under ``~/.cache/tripleo-image-elements/venvs/<name>-<hash>``
-(``TIE_CACHE_DIR`` moves the root).  A warm run finds it and installs
+version, and lives under
+``~/.cache/tripleo-image-elements/venvs/<name>-<hash>`` (``TIE_CACHE_DIR``
+moves the root).  A warm run finds it and installs
 nothing; a cold run builds it in place (scripts in a venv name its path)
 and marks it complete last, under a lock, so two runs never share a
 half-built venv.
