@@ -82,6 +82,16 @@ class _Servers:
                 except ProcessLookupError:
                     pass
 
+    def _up(self, urls: list[str], timeout: float = 60) -> None:
+        """Wait for every URL to answer; on failure stop what started."""
+        deadline = time.monotonic() + timeout
+        try:
+            for url in urls:
+                _wait_http(url, deadline, self.procs, self.logs)
+        except BaseException:
+            self.stop()
+            raise
+
     def kill(self) -> None:
         """Crash every server now (SIGKILL), as a power cut would."""
         self._signal(signal.SIGKILL)
@@ -147,8 +157,7 @@ class SeaweedS3(_Servers):
         env = {k: v for k, v in os.environ.items() if not k.startswith(
             "AWS_")}
         self._spawn("weed", argv, env)
-        _wait_http(self.endpoint + "/", time.monotonic() + 60, self.procs,
-                   self.logs)
+        self._up([self.endpoint + "/"])
         return self
 
 
@@ -288,9 +297,7 @@ class SwiftCluster(_Servers):
         for kind in ("account", "container", "object", "proxy"):
             self._spawn(kind, [str(self.venv / "bin" / f"swift-{kind}-server"),
                                str(etc / f"{kind}-server.conf"), "-v"])
-        for kind in ("account", "container", "object", "proxy"):
-            _wait_http(f"http://{HOST}:{self.ports[kind]}/healthcheck"
-                       if kind == "proxy" else
-                       f"http://{HOST}:{self.ports[kind]}/",
-                       time.monotonic() + 60, self.procs, self.logs)
+        self._up([f"http://{HOST}:{self.ports[kind]}/"
+                  for kind in ("account", "container", "object")]
+                 + [f"http://{HOST}:{self.ports['proxy']}/healthcheck"])
         return self
