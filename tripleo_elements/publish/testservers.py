@@ -301,3 +301,88 @@ class SwiftCluster(_Servers):
                   for kind in ("account", "container", "object")]
                  + [f"http://{HOST}:{self.ports['proxy']}/healthcheck"])
         return self
+
+
+_GLANCE_CONF = """[DEFAULT]
+enabled_backends = fs:file
+log_file = {workdir}/glance-api.log
+image_size_cap = 10737418240
+
+[database]
+connection = sqlite:///{workdir}/glance.sqlite
+
+[glance_store]
+default_backend = fs
+
+[fs]
+filesystem_store_datadir = {workdir}/images
+
+[os_glance_staging_store]
+filesystem_store_datadir = {workdir}/staging
+
+[os_glance_tasks_store]
+filesystem_store_datadir = {workdir}/tasks
+
+[paste_deploy]
+flavor =
+
+[oslo_policy]
+policy_file = {workdir}/etc/policy.yaml
+enforce_new_defaults = false
+enforce_scope = false
+
+[oslo_concurrency]
+lock_path = {workdir}/locks
+"""
+
+
+class GlanceServer(_Servers):
+    """glance-api (WSGI under uWSGI), sqlite + file store, no auth."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.venv = ensure_venv("glance")
+        saved = workdir / "port"
+        self.port = int(saved.read_text()) if saved.exists() else \
+            free_port()
+        self.endpoint = f"http://{HOST}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {"OS_CLIENT_CONFIG_FILE": str(self.workdir / "clouds.yaml"),
+                "OS_CLOUD": "tie-glance"}
+
+    def _configure(self) -> Path:
+        etc = self.workdir / "etc"
+        if (self.workdir / "glance.sqlite").exists():
+            return etc
+        for sub in ("etc", "images", "staging", "tasks", "locks"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        (self.workdir / "port").write_text(str(self.port))
+        (etc / "glance-api.conf").write_text(
+            _GLANCE_CONF.format(workdir=self.workdir))
+        paste = next(self.venv.glob("etc/glance/glance-api-paste.ini"))
+        (etc / "glance-api-paste.ini").write_text(paste.read_text())
+        # No Keystone: every request is an admin (RUNTIME-NOTES).
+        (etc / "policy.yaml").write_text('"context_is_admin": "@"\n'
+                                         '"default": "@"\n')
+        (self.workdir / "clouds.yaml").write_text(
+            "clouds:\n  tie-glance:\n    auth_type: none\n"
+            f"    auth:\n      endpoint: {self.endpoint}\n"
+            f"    image_endpoint_override: {self.endpoint}\n")
+        subprocess.run([str(self.venv / "bin" / "glance-manage"),
+                        "--config-dir", str(etc), "db_sync"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return etc
+
+    def start(self) -> "GlanceServer":
+        etc = self._configure()
+        env = dict(os.environ, OS_GLANCE_CONFIG_DIR=str(etc))
+        self._spawn("uwsgi", [
+            str(self.venv / "bin" / "uwsgi"), "--http11-socket",
+            f"{HOST}:{self.port}", "--module",
+            "glance.wsgi.api:application", "--master", "--processes", "1",
+            "--threads", "4", "--die-on-term", "--need-app",
+            "--buffer-size", "65535", "--chunked-input-limit", "1048576",
+            "--home", str(self.venv)], env)
+        self._up([f"{self.endpoint}/versions"], timeout=120)
+        return self

@@ -58,12 +58,18 @@ class GlanceStore:
     @property
     def conn(self) -> Any:
         if self._conn is None:
-            import openstack
+            from openstack import config as occ
+            from openstack import connection
+            files = list(occ.loader.CONFIG_FILES)
+            if self.env.get("OS_CLIENT_CONFIG_FILE"):
+                files.insert(0, self.env["OS_CLIENT_CONFIG_FILE"])
             try:
-                self._conn = openstack.connect(
-                    cloud=self.cloud or None,
-                    region_name=self.settings.get("region"),
-                    load_envvars=not self.cloud)
+                region = occ.OpenStackConfig(
+                    config_files=files,
+                    load_envvars=not self.cloud).get_one(
+                        cloud=self.cloud or None,
+                        region_name=self.settings.get("region"))
+                self._conn = connection.Connection(config=region)
             except Exception as exc:
                 raise self._fail("connect", exc) from None
         return self._conn
