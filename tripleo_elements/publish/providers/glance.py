@@ -13,7 +13,6 @@ takes NAME and the tag, and previous images beyond ``keep`` are retired.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,20 +25,26 @@ PROP_SHA = "tie_sha256"
 PROP_NAME = "tie_image"
 
 
-class _Reader(io.RawIOBase):
-    """The image file, hashed (sha512) and reported as Glance reads it."""
+class _Reader:
+    """The image file, hashed (sha512) and reported as Glance reads it.
 
-    def __init__(self, f: Any, progress: api.ProgressFn) -> None:
+    ``len`` and ``tell`` let requests send a Content-Length (uWSGI's
+    chunked input is not what glance-api reads reliably)."""
+
+    def __init__(self, f: Any, size: int, progress: api.ProgressFn) -> None:
         self.f = f
+        self.len = size
+        self.pos = 0
         self.progress = progress
         self.sha512 = hashlib.sha512()
 
-    def readable(self) -> bool:
-        return True
+    def tell(self) -> int:
+        return self.pos
 
     def read(self, size: int | None = -1) -> bytes:
         chunk = self.f.read(-1 if size is None else size)
         if chunk:
+            self.pos += len(chunk)
             self.sha512.update(chunk)
             self.progress(len(chunk))
         return bytes(chunk)
@@ -131,7 +136,7 @@ class GlanceStore:
                 visibility=self.settings.get("visibility", "private"),
                 **props)
             with open(artifact.path, "rb") as f:
-                reader = _Reader(f, progress)
+                reader = _Reader(f, artifact.size, progress)
                 self._put(image, reader, artifact.size)
             image = self.conn.image.get_image(image)
             ours = reader.sha512.hexdigest()
@@ -156,10 +161,9 @@ class GlanceStore:
     def _put(self, image: Any, reader: _Reader, size: int) -> None:
         """PUT the bytes to /v2/images/ID/file (plain upload, streamed)."""
         self.conn.image.put(
-            f"images/{image.id}/file", data=iter(
-                lambda: reader.read(4 << 20), b""),
-            headers={"Content-Type": "application/octet-stream",
-                     "Content-Length": str(size)}).raise_for_status()
+            f"images/{image.id}/file", data=reader,
+            headers={"Content-Type": "application/octet-stream"}
+        ).raise_for_status()
 
     def set_latest(self, artifact: api.Artifact,
                    location: api.Location) -> api.Location:
