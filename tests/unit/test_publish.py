@@ -272,6 +272,12 @@ class TestDirProvider(testtools.TestCase):
         self.assertIn("unknown setting(s) mode", err)
         self.assertFalse(self.out.exists())
 
+    def test_target_checked_before_the_image_is_read(self) -> None:
+        code, out, err = self.run_cli(str(self.tmp / "missing.qcow2"),
+                                      "--to", "s3://bkt?colour=red")
+        self.assertEqual(2, code)
+        self.assertIn("unknown setting(s) colour", err)
+
     def test_json_result(self) -> None:
         code, out, err = self.run_cli(str(self.image), "--to",
                                       f"dir://{self.out}", "--format",

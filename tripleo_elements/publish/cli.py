@@ -82,10 +82,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None,
     if not args.image:
         raise errors.UsageError("IMAGE is required",
                                 "build-image publish IMAGE --to TARGET")
-    artifact = core.load_artifact(Path(args.image), args.name)
+    # Target and settings first: a bad one is reported before the image
+    # (possibly gigabytes) is even hashed.
     where = target.publishers_file(args.publishers, env)
     tgt = target.resolve(args.to, where)
     store = core.open_store(tgt, env)
+    artifact = core.load_artifact(Path(args.image), args.name)
     progress = Progress(err, artifact.size,
                         f"{artifact.name} -> {store.describe}")
     try:

@@ -81,9 +81,12 @@ class GlanceStore:
 
     def _fail(self, what: str, exc: Exception) -> PublishError:
         text = secrets.redact(secrets.one_line(exc), self.env)
-        if type(exc).__name__ in ("HttpException", "ForbiddenException",
-                                  "Unauthorized", "BadRequestException") \
-                and any(c in text for c in ("401", "403", "Unauthorized")):
+        response = getattr(exc, "response", None)
+        status = getattr(exc, "http_status", None) or getattr(
+            exc, "status_code", None) or getattr(response, "status_code",
+                                                 None)
+        if status in (401, 403) or type(exc).__name__ in (
+                "Unauthorized", "MissingAuthPlugin", "NoMatchingPlugin"):
             return PublishAuthError(
                 f"glance://{self.cloud}: {what}: unauthorized",
                 "check clouds.yaml / OS_CLOUD")
