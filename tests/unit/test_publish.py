@@ -278,6 +278,25 @@ class TestDirProvider(testtools.TestCase):
         self.assertEqual(2, code)
         self.assertIn("unknown setting(s) colour", err)
 
+    def test_definition_entry_path(self) -> None:
+        # What an images.yaml 'publish:' item will do: check up front,
+        # then publish after the build.
+        entry = {"provider": "dir", "path": str(self.out)}
+        tgt = target.from_mapping("images.yaml:base.publish[0]", entry)
+        self.assertEqual("dir", core.check_target(tgt).name)
+        err = io.StringIO()
+        location = cli.publish_image(self.image, tgt, {}, err, "base")
+        self.assertEqual((True, self.digest), (location.uploaded,
+                                               location.sha256))
+        self.assertIn("base -> dir://", err.getvalue())
+        bad = target.from_mapping("images.yaml:base.publish[1]",
+                                  {"provider": "s3", "bucket": "b",
+                                   "secret_access_key": "x"})
+        self.assertRaisesRegex(
+            PublishSettingsError, "^images.yaml:base.publish\\[1\\]: "
+            "provider 's3': unknown setting\\(s\\) secret_access_key$",
+            core.check_target, bad)
+
     def test_json_result(self) -> None:
         code, out, err = self.run_cli(str(self.image), "--to",
                                       f"dir://{self.out}", "--format",

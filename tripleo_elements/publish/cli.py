@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tripleo_elements import errors
-from tripleo_elements.publish import core, secrets, target
+from tripleo_elements.publish import api, core, secrets, target
 from tripleo_elements.publish.progress import Progress
 
 
@@ -69,6 +69,26 @@ def _maintenance(args: argparse.Namespace, store_env: Mapping[str, str],
     return 0
 
 
+def publish_image(image: Path, tgt: target.Target, env: Mapping[str, str],
+                  err: TextIO, name: str | None = None) -> api.Location:
+    """Publish one image file to one target, progress on ``err``.
+
+    The one entry point for callers: ``build-image publish`` and, after a
+    build, each item of an image definition's ``publish:`` list
+    (``target.from_mapping(label, item)``; check them all up front with
+    ``core.check_target``)."""
+    # Target and settings first: a bad one is reported before the image
+    # (possibly gigabytes) is even hashed.
+    store = core.open_store(tgt, env)
+    artifact = core.load_artifact(image, name)
+    progress = Progress(err, artifact.size,
+                        f"{artifact.name} -> {store.describe}")
+    try:
+        return core.publish(artifact, store, progress, env)
+    finally:
+        progress.finish()
+
+
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None,
         out: TextIO | None = None, err: TextIO | None = None) -> int:
     env = os.environ if env is None else env
@@ -82,25 +102,17 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None,
     if not args.image:
         raise errors.UsageError("IMAGE is required",
                                 "build-image publish IMAGE --to TARGET")
-    # Target and settings first: a bad one is reported before the image
-    # (possibly gigabytes) is even hashed.
     where = target.publishers_file(args.publishers, env)
-    tgt = target.resolve(args.to, where)
-    store = core.open_store(tgt, env)
-    artifact = core.load_artifact(Path(args.image), args.name)
-    progress = Progress(err, artifact.size,
-                        f"{artifact.name} -> {store.describe}")
-    try:
-        location = core.publish(artifact, store, progress, env)
-    finally:
-        progress.finish()
+    location = publish_image(Path(args.image), target.resolve(args.to, where),
+                             env, err, args.name)
     if args.format == "json":
         data = {k: v for k, v in location.__dict__.items() if k != "extra"}
         data["extra"] = dict(location.extra)
         out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return 0
     what = "uploaded" if location.uploaded else "already there (same sha256)"
-    out.write(f"{artifact.name}: {what}: {location.url}\n")
+    out.write(f"{args.name or Path(args.image).stem}: {what}: "
+              f"{location.url}\n")
     if location.latest:
         out.write(f"latest: {location.latest}\n")
     if location.download_url:

@@ -79,10 +79,17 @@ def load_artifact(path: Path, name: str | None = None) -> api.Artifact:
                         manifest=manifest)
 
 
-def open_store(target: Target, env: Mapping[str, str]) -> api.Store:
+def check_target(target: Target) -> api.Provider:
+    """Provider found and settings valid, without touching the network:
+    what an image definition's ``publish:`` list is checked with before a
+    build starts."""
     provider = registry.load(target.provider)
     registry.validate(provider, target.settings, target.label)
-    return provider.configure(target.settings, env)
+    return provider
+
+
+def open_store(target: Target, env: Mapping[str, str]) -> api.Store:
+    return check_target(target).configure(target.settings, env)
 
 
 def publish(artifact: api.Artifact, store: api.Store,
