@@ -105,7 +105,7 @@ class TestRegistry(testtools.TestCase):
 
     def test_settings_errors_are_one_line_before_upload(self) -> None:
         s3 = registry.load("s3")
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"bucket": "images", "secret_key": "x"},
              "unknown setting\\(s\\) secret_key"),
             ({"prefix": "x"}, "'bucket' is a required setting"),
@@ -146,8 +146,7 @@ class TestProgressAndSecrets(testtools.TestCase):
                 return True
         now = [0.0]
         out = Tty()
-        p = progress.Progress(out, 10 << 20, "img",
-                              clock=lambda: now[0])  # type: ignore
+        p = progress.Progress(out, 10 << 20, "img", clock=lambda: now[0])
         now[0] = 2.0
         p(4 << 20)
         self.assertIn("img: 4.0 MiB/10.0 MiB (40%) 2.0 MiB/s ETA 3s",

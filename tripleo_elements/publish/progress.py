@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 
@@ -18,7 +19,7 @@ class Progress:
     """Callable with the bytes just sent (``api.ProgressFn``)."""
 
     def __init__(self, stream: TextIO, total: int, label: str,
-                 clock: "type[time.monotonic] | None" = None) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         self.stream = stream
         self.total = max(total, 1)
         self.label = label
