@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,20 @@ class TestS3Provider(ProviderContract, testtools.TestCase):
     def bad_credentials(self) -> dict[str, str]:
         return {"AWS_SECRET_ACCESS_KEY": "wrong-secret-4f1c9e"}
 
+    def test_parts_carry_sha256_checksums(self) -> None:
+        location, _ = self.publish(self.image_a, "cksum")
+        key = location.url.split("/", 3)[3]
+        head = self.client().head_object(Bucket=BUCKET, Key=key,
+                                         ChecksumMode="ENABLED")
+        data = self.image_a.read_bytes()
+        parts = [hashlib.sha256(data[i:i + (5 << 20)]).digest()
+                 for i in range(0, len(data), 5 << 20)]
+        composite = base64.b64encode(hashlib.sha256(
+            b"".join(parts)).digest()).decode()
+        self.assertEqual(f"{composite}-{len(parts)}",
+                         head["ChecksumSHA256"])
+        self.assertEqual(location.sha256, head["Metadata"]["sha256"])
+
     def test_presigned_url_serves_the_image(self) -> None:
         import urllib.request
         location, _ = self.publish(self.image_a, "url", presign_seconds=300)
@@ -62,5 +78,4 @@ class TestS3Provider(ProviderContract, testtools.TestCase):
             self.server.endpoint))
         with urllib.request.urlopen(location.download_url) as reply:
             data = reply.read()
-        self.assertEqual(location.sha256, __import__("hashlib").sha256(
-            data).hexdigest())
+        self.assertEqual(location.sha256, hashlib.sha256(data).hexdigest())

@@ -3,8 +3,10 @@
 Credentials come from boto3's own places (``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``~/.aws``); the endpoint from
 the ``endpoint_url`` setting or ``AWS_ENDPOINT_URL``.  Images go up as one
-multipart upload (each part with its Content-MD5, the whole checked
-against the composite ETag), which only becomes visible on completion; any
+multipart upload -- each part with its Content-MD5 and (``checksum:
+sha256``, the default) its SHA-256 checksum, which the server verifies;
+the whole checked against the composite ETag and composite checksum --
+which only becomes visible on completion; any
 failure aborts it, and stale uploads of the same key are aborted before a
 new one starts.
 """
@@ -23,6 +25,11 @@ from tripleo_elements.publish.errors import (
 from tripleo_elements.publish.providers import (
     MAINTENANCE, SCOPE, checksum_line, join, key, latest_doc)
 
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
 AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
               "InvalidToken", "ExpiredToken", "Forbidden", "403"}
 
@@ -37,6 +44,7 @@ class S3Store:
         self.prefix = settings.get("prefix", "")
         self.part_size = settings.get("part_size_mib", 16) << 20
         self.expires = settings.get("presign_seconds", 0)
+        self.sha256_parts = settings.get("checksum", "sha256") == "sha256"
         self.env = env
         session = boto3.session.Session(
             aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
@@ -80,7 +88,8 @@ class S3Store:
     def _head(self, object_key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=object_key)
+            return self.client.head_object(Bucket=self.bucket, Key=object_key,
+                                           ChecksumMode="ENABLED")
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) in (
                     "404", "NoSuchKey", "NotFound"):
@@ -127,28 +136,40 @@ class S3Store:
         upload_id = None
         try:
             self._abort_stale(object_key)
+            extra: dict[str, str] = (
+                {"ChecksumAlgorithm": "SHA256"} if self.sha256_parts else {})
             upload_id = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=object_key,
                 ContentType="application/octet-stream",
                 Metadata={"sha256": artifact.sha256,
-                          "name": artifact.name})["UploadId"]
-            parts, md5s, sha = [], [], hashlib.sha256()
+                          "name": artifact.name}, **extra)["UploadId"]
+            parts: list[dict[str, Any]] = []
+            md5s: list[bytes] = []
+            shas: list[bytes] = []
+            sha = hashlib.sha256()
             with open(artifact.path, "rb") as f:
                 number = 1
                 while chunk := f.read(self.part_size):
                     md5 = hashlib.md5(chunk)
                     sha.update(chunk)
+                    part_sha = hashlib.sha256(chunk).digest()
+                    checks = {"ContentMD5": _b64(md5.digest())}
+                    if self.sha256_parts:
+                        checks["ChecksumSHA256"] = _b64(part_sha)
                     reply = self.client.upload_part(
                         Bucket=self.bucket, Key=object_key,
                         UploadId=upload_id, PartNumber=number, Body=chunk,
-                        ContentMD5=base64.b64encode(md5.digest()).decode())
+                        **checks)
                     if reply["ETag"].strip('"') != md5.hexdigest():
                         raise VerifyError(
                             f"s3://{self.bucket}/{object_key}: part {number} "
                             f"ETag mismatch", "the upload was aborted")
-                    parts.append({"PartNumber": number,
-                                  "ETag": reply["ETag"]})
+                    part = {"PartNumber": number, "ETag": reply["ETag"]}
+                    if self.sha256_parts:
+                        part["ChecksumSHA256"] = _b64(part_sha)
+                    parts.append(part)
                     md5s.append(md5.digest())
+                    shas.append(part_sha)
                     progress(len(chunk))
                     number += 1
             if sha.hexdigest() != artifact.sha256:
@@ -160,12 +181,17 @@ class S3Store:
             upload_id = None
             expected = f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"
             head = self._head(object_key) or {}
+            composite = f"{_b64(hashlib.sha256(b''.join(shas)).digest())}" \
+                f"-{len(shas)}"
+            stored = head.get("ChecksumSHA256")
             if head.get("ETag", "").strip('"') != expected or \
-                    head.get("ContentLength") != artifact.size:
+                    head.get("ContentLength") != artifact.size or (
+                        self.sha256_parts and stored not in (None, composite)):
                 self.client.delete_object(Bucket=self.bucket, Key=object_key)
                 raise VerifyError(
-                    f"s3://{self.bucket}/{object_key}: stored ETag "
-                    f"{head.get('ETag')} is not {expected}",
+                    f"s3://{self.bucket}/{object_key}: stored ETag/checksum "
+                    f"{head.get('ETag')}/{stored} is not {expected}/"
+                    f"{composite}",
                     "the object was deleted; publish again")
             self.client.put_object(
                 Bucket=self.bucket,
@@ -277,6 +303,7 @@ class S3Provider:
                               "maximum": 5120},
             "presign_seconds": {"type": "integer", "minimum": 0,
                                 "maximum": 604800},
+            "checksum": {"enum": ["sha256", "md5"]},
         },
         "required": ["bucket"],
         "additionalProperties": False,
