@@ -163,6 +163,24 @@ class ProviderContract(_Base):
             self.read_object("kill", "tie", f"{digest_b}.qcow2") or b""))
         self.assertEqual([], self.leftovers("kill"))
 
+    def test_interrupted_upload_cleans_up_at_once(self) -> None:
+        # Ctrl-C (KeyboardInterrupt) a third of the way, server alive: the
+        # multipart upload is aborted / the segments deleted right away.
+        size = self.image_b.stat().st_size
+        done = [0]
+
+        def interrupt(n: int) -> None:
+            done[0] += n
+            if done[0] > size // 3:
+                raise KeyboardInterrupt
+
+        self.assertRaises(KeyboardInterrupt, self.publish, self.image_b,
+                          "intr", progress=interrupt)
+        digest = core.sha256_file(self.image_b)
+        self.assertIsNone(self.read_object("intr", "tie", f"{digest}.qcow2"))
+        self.assertIsNone(self.read_object("intr", "tie", "latest"))
+        self.assertEqual([], self.leftovers("intr"))
+
     def test_wrong_credentials_one_line_exit_1(self) -> None:
         bad = self.bad_credentials()
         code, out, err = self.run_cli(str(self.image_a), "--to",

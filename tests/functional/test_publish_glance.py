@@ -108,6 +108,20 @@ class TestGlanceProvider(testtools.TestCase):
         self.assertEqual([], [i.name for i in self.conn().image.images()
                               if ".uploading-" in (i.name or "")])
 
+    def test_interrupted_upload_deletes_the_staging_image(self) -> None:
+        size = self.image_b.stat().st_size
+        done = [0]
+
+        def interrupt(n: int) -> None:
+            done[0] += n
+            if done[0] > size // 3:
+                raise KeyboardInterrupt
+
+        self.assertRaises(KeyboardInterrupt, self.publish, self.image_b,
+                          interrupt, "intr")
+        self.assertEqual([], [i.name for i in self.conn().image.images()
+                              if (i.name or "").startswith("intr")])
+
     def test_maintenance(self) -> None:
         store = core.open_store(target.from_url("glance://tie-glance"),
                                 self.env())

@@ -150,13 +150,14 @@ class GlanceStore:
                     f"{image.hash_algo}:{(image.hash_value or '')[:16]}... "
                     f"is not sha512:{ours[:16]}... (status {image.status})",
                     "the image was deleted; publish again")
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C too: remove the staging image
             if image is not None:
                 try:
                     self.conn.image.delete_image(image, ignore_missing=True)
                 except Exception:
                     pass  # service gone: the next publish deletes it
-            if isinstance(exc, PublishError):
+            if isinstance(exc, PublishError) or \
+                    not isinstance(exc, Exception):
                 raise
             raise self._fail("upload", exc) from None
         return self._location(artifact, image, uploaded=True)

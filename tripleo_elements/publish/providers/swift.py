@@ -222,13 +222,14 @@ class SwiftStore:
                      artifact.manifest_json())):
                 self.conn.put_object(self.container,
                                      key(self.prefix, artifact, leaf), body)
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C too: remove the segments
             if written:
                 try:
                     self._delete_segments(artifact)
                 except Exception:
                     pass  # server gone: the next publish removes them
-            if isinstance(exc, PublishError):
+            if isinstance(exc, PublishError) or \
+                    not isinstance(exc, Exception):
                 raise
             raise self._fail("upload", exc) from None
         return self._location(artifact, obj, uploaded=True)
