@@ -336,12 +336,35 @@ lock_path = {workdir}/locks
 """
 
 
-class GlanceServer(_Servers):
-    """glance-api (WSGI under uWSGI), sqlite + file store, no auth."""
+# The stdlib's threaded WSGI server: enough for tests, and needs no
+# compiler (building uWSGI from source costs ~2 min of a cold CI run).
+_WSGIREF = """
+import sys
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from glance.wsgi.api import application
+class Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+class Handler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+make_server("127.0.0.1", int(sys.argv[1]), application,
+            server_class=Server, handler_class=Handler).serve_forever()
+"""
 
-    def __init__(self, workdir: Path) -> None:
+
+class GlanceServer(_Servers):
+    """glance-api (``glance.wsgi.api:application``), sqlite + file store,
+    no auth, under the stdlib's WSGI server or, with ``wsgi="uwsgi"`` (or
+    ``TIE_GLANCE_WSGI=uwsgi``), under uWSGI as production runs it."""
+
+    def __init__(self, workdir: Path, wsgi: str | None = None) -> None:
         super().__init__(workdir)
-        self.venv = ensure_venv("glance")
+        self.wsgi = wsgi or os.environ.get("TIE_GLANCE_WSGI", "wsgiref")
+        if self.wsgi not in ("wsgiref", "uwsgi"):
+            raise ValueError(f"TIE_GLANCE_WSGI={self.wsgi}: wsgiref|uwsgi")
+        self.venv = ensure_venv("glance" if self.wsgi == "wsgiref"
+                                else "glance-uwsgi")
         saved = workdir / "port"
         self.port = int(saved.read_text()) if saved.exists() else \
             free_port()
@@ -377,6 +400,11 @@ class GlanceServer(_Servers):
     def start(self) -> "GlanceServer":
         etc = self._configure()
         env = dict(os.environ, OS_GLANCE_CONFIG_DIR=str(etc))
+        if self.wsgi == "wsgiref":
+            self._spawn("glance-api", [str(self.venv / "bin" / "python"),
+                                       "-c", _WSGIREF, str(self.port)], env)
+            self._up([f"{self.endpoint}/versions"], timeout=120)
+            return self
         self._spawn("uwsgi", [
             str(self.venv / "bin" / "uwsgi"), "--http11-socket",
             f"{HOST}:{self.port}", "--module",

