@@ -19,7 +19,7 @@ from tripleo_elements import build, errors, graph, host, options, process
 from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import ElementIndex, default_roots, discover
 
-SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check")
+SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check", "publish")
 
 
 def _version() -> str:
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
 
     sub.add_parser("check", help="lint elements (see build-image check -h)",
+                   add_help=False)
+    sub.add_parser("publish", help="upload a built image to a directory, "
+                   "Glance, Swift or S3 (see build-image publish -h)",
                    add_help=False)
     return parser
 
@@ -221,6 +224,9 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "check":
         from tripleo_elements import check
         return check.main(argv[1:])
+    if argv and argv[0] == "publish":
+        from tripleo_elements.publish import cli as publish_cli
+        return publish_cli.main(argv[1:])
     if argv and argv[0] in ("-h", "--help"):
         # No subcommand means build: show what a build takes.
         argv = ["build", "--help"]

@@ -26,7 +26,9 @@ _IGNORE = shutil.ignore_patterns(
     ".git", ".venv", ".tox", ".stestr", "build", "dist", "*.egg-info",
     "__pycache__", "*.pyc", "AUTHORS", "ChangeLog", "*.qcow2", "*.log")
 #: Import names whose distribution is spelled differently.
-_DISTRIBUTION = {"yaml": "PyYAML", "diskimage_builder": "diskimage-builder"}
+_DISTRIBUTION = {"yaml": "PyYAML", "diskimage_builder": "diskimage-builder",
+                 "openstack": "openstacksdk",
+                 "swiftclient": "python-swiftclient"}
 
 
 def third_party_imports() -> set[str]:
