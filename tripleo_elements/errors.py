@@ -195,3 +195,53 @@ class RenderError(TieError):
     def __init__(self, message: str, stderr: str, hint: str = "") -> None:
         super().__init__(message, hint)
         self.stderr = stderr
+
+
+class VmError(TieError):
+    """A test VM did not do what was expected (exit 1, not bad input)."""
+
+    ref = "vm-failed"
+    exit_code = EXIT_FAILED
+
+
+class ConsoleTimeout(VmError):
+    """The VM's console never showed the expected text."""
+
+    ref = "vm-console-timeout"
+
+
+class VmExited(VmError):
+    """qemu is gone while something still waited on the guest."""
+
+    ref = "vm-exited"
+
+
+class PublishSettingsError(TieError):
+    """Bad publish target or settings, found before any upload (exit 2)."""
+
+    ref = "publish-settings"
+
+
+class PublishError(TieError):
+    """The upload ran and failed; nothing is left under the final name."""
+
+    ref = "publish-failed"
+    exit_code = EXIT_FAILED
+
+
+class PublishAuthError(PublishError):
+    """The store refused the credentials."""
+
+    ref = "publish-auth"
+
+
+class MaintenanceMode(PublishError):
+    """The store is in maintenance mode: writes are refused."""
+
+    ref = "publish-maintenance"
+
+
+class VerifyError(PublishError):
+    """What the store holds does not match what was sent."""
+
+    ref = "publish-verify"

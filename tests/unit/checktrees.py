@@ -9,6 +9,8 @@ from typing import Any
 
 import fixtures
 
+from tripleo_elements.testing.elements import FileSpec, build_element_tree
+
 GOOD_SCRIPT = """#!/bin/bash
 
 if [ ${DIB_DEBUG_TRACE:-0} -gt 0 ]; then
@@ -37,33 +39,21 @@ import sys
 print(sys.argv)
 """
 
-FileSpec = str | bytes | tuple[str | bytes, int]
-
-
-def write(root: Path, rel: str, text: str | bytes, mode: int = 0o644
-          ) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text)
-    path.chmod(mode)
-    return path
-
 
 def element(root: Path, name: str, files: dict[str, FileSpec] | None = None,
             readme: bool = True) -> Path:
     """An element directory under ``root``: README.rst (unless told not
-    to), then ``files`` (rel -> text or bytes, or (text, mode))."""
-    path = root / name
-    path.mkdir(parents=True, exist_ok=True)
+    to), then ``files`` (rel -> text or bytes, or (text, mode)); a file
+    given without a mode gets 0644, wherever it is (the check tests say
+    which scripts are executable).  Written by the one tree builder,
+    :func:`tripleo_elements.testing.elements.build_element_tree`."""
+    specs: dict[str, FileSpec] = {}
     if readme:
-        write(path, "README.rst", f"{name}\n{'=' * len(name)}\n")
+        specs["README.rst"] = f"{name}\n{'=' * len(name)}\n"
     for rel, spec in (files or {}).items():
-        text, mode = spec if isinstance(spec, tuple) else (spec, 0o644)
-        write(path, rel, text, mode)
-    return path
+        specs[rel] = spec if isinstance(spec, tuple) else (spec, 0o644)
+    build_element_tree(root, {name: specs})
+    return root / name
 
 
 def script(body: str = "echo hello\n") -> tuple[str, int]:

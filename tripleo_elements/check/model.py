@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tripleo_elements import errors
 from tripleo_elements.discovery import ElementIndex
-from tripleo_elements.element import Element
+from tripleo_elements.element import Element, list_files
 from tripleo_elements.graph import Resolution
 
 FILE = "file"
@@ -243,10 +243,12 @@ _ASSIGNMENT = re.compile(
 
 
 def listdir(directory: Path) -> list[str]:
-    """Sorted names in ``directory``; empty when it cannot be listed."""
+    """Sorted names in ``directory`` (:func:`element.list_files`); empty
+    when it cannot be listed (what cannot be read is reported as TIE003
+    from the element's file listing)."""
     try:
-        return sorted(os.listdir(directory))
-    except OSError:
+        return list(list_files(directory, include_dirs=True))
+    except errors.TieError:
         return []
 
 

@@ -58,23 +58,11 @@ KERNEL_STARTED = re.compile(
     r"Linux version \d|^\[ *\d+\.\d{6}\] |Welcome to ", re.M)
 
 
-class VmError(errors.TieError):
-    """The VM did not do what was expected (exit 1, not bad input)."""
-
-    ref = "vm-failed"
-    exit_code = errors.EXIT_FAILED
-
-
-class ConsoleTimeout(VmError):
-    """The console never showed the expected text."""
-
-    ref = "vm-console-timeout"
-
-
-class VmExited(VmError):
-    """qemu is gone while something still waited on the guest."""
-
-    ref = "vm-exited"
+# The error classes live in errors.py with every other; these names stay
+# here for users of this module.
+VmError = errors.VmError
+ConsoleTimeout = errors.ConsoleTimeout
+VmExited = errors.VmExited
 
 
 def spawn(argv: Sequence[str], output: IO[bytes] | None = None,
