@@ -114,6 +114,11 @@ class SandboxTest(ScriptTestCase):
         result = run_script(script, self.root).check()
         self.assertEqual("no-network\n", result.stdout)
 
+    def test_xtrace_output_is_the_scripts_own(self) -> None:
+        script = self.script("set -x\necho a\n")
+        result = run_script(script, self.root).check()
+        self.assertEqual("+ echo a\n", result.stderr)
+
     def test_strict_false_runs_unlisted_commands(self) -> None:
         script = self.script("mkdir -p /d/e\nrm -r /d/e\nls /d\n")
         result = run_script(script, self.root, strict=False).check()
@@ -167,6 +172,14 @@ class StubTest(ScriptTestCase):
         self.assertEqual([("service", "ntp", "status"),
                           ("service", "ntp", "start")],
                          result.calls_of("service"))
+
+    def test_a_failing_rule_fails_the_test(self) -> None:
+        script = self.script("tool x || true\n")
+
+        def broken(args: tuple[str, ...]) -> bool:
+            raise KeyError("rule bug")
+        self.assertRaises(KeyError, run_script, script, self.root,
+                          stubs=[Stub("tool", when=[When(test=broken)])])
 
     def test_sequence(self) -> None:
         script = self.script(

@@ -123,9 +123,10 @@ BASH_ENV = INNER + "/bash_env"
 
 # Sourced by every bash the script starts (BASH_ENV): keeps the current
 # script and line in the environment, so a refused command can say where
-# it was called.  functrace makes the trap follow into functions.
+# it was called.  functrace makes the trap follow into functions; the
+# redirection keeps the trap out of a script's own xtrace output.
 BASH_ENV_TEXT = """set -o functrace
-trap 'TIE_CALLER="${BASH_SOURCE[0]:-$0}:$LINENO"' DEBUG
+trap '{ TIE_CALLER="${BASH_SOURCE[0]:-$0}:$LINENO"; } 2>/dev/null' DEBUG
 export TIE_CALLER
 """
 

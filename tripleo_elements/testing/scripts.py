@@ -168,6 +168,10 @@ def _run_one(script: Path, root: Path, opts: _Options,
                                               str(script))
         finally:
             sb.cleanup(created)
+    if server.errors:
+        # A rule of the test itself failed (e.g. a When.test raising):
+        # that is the test's error, not the script's.
+        raise server.errors[0]
     result = ScriptResult(str(script), returncode, out, err, server.calls,
                           server.denied)
     if result.denied and opts.strict and opts.sandbox:

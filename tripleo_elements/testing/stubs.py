@@ -194,6 +194,7 @@ class StubServer:
         self._calls: list[Argv] = []
         self._denied: list[Denied] = []
         self._counts: dict[tuple[str, int], int] = {}
+        self._errors: list[Exception] = []
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(str(socket_path))
@@ -225,6 +226,13 @@ class StubServer:
     def denied(self) -> tuple[Denied, ...]:
         with self._lock:
             return tuple(self._denied)
+
+    @property
+    def errors(self) -> tuple[Exception, ...]:
+        """Exceptions raised while answering (a ``When.test`` that
+        failed); the runner raises the first after the run."""
+        with self._lock:
+            return tuple(self._errors)
 
     def answer(self, name: str, args: Argv, where: str) -> dict[str, Any]:
         """Record one call and choose its reply."""
@@ -269,6 +277,8 @@ class StubServer:
                                         tuple(request["args"]),
                                         request.get("where", ""))
                 except Exception as exc:  # a bad rule must not hang stubs
+                    with self._lock:
+                        self._errors.append(exc)
                     reply = {"exit": 125, "stdout": "",
                              "stderr": f"tie-sandbox: stub failed: {exc}\n"}
                 try:
