@@ -245,3 +245,46 @@ class VerifyError(PublishError):
     """What the store holds does not match what was sent."""
 
     ref = "publish-verify"
+
+
+class PackageMissing(TieError):
+    """A test helper needs a program that is not installed; the message
+    names the package that provides it."""
+
+    ref = "package-missing"
+
+
+class SandboxUnavailable(TieError):
+    """``testing.scripts`` cannot start its sandbox (bubblewrap missing,
+    or user namespaces refused on this machine)."""
+
+    ref = "sandbox-unavailable"
+
+
+class CommandNotAllowed(TieError, AssertionError):
+    """A sandboxed script ran a command that is neither stubbed nor
+    allowed.  Also an ``AssertionError``, so test runners report it as a
+    failed test; ``result`` is what the script did."""
+
+    ref = "command-not-allowed"
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, result: object,
+                 hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.result = result
+
+
+class ScriptTimedOut(CommandTimedOut):
+    """A tested script did not finish in time; it was killed.  Carries
+    the output so far (``stdout``, ``stderr``) and the stub calls made
+    (``calls``)."""
+
+    ref = "script-timed-out"
+
+    def __init__(self, message: str, *, stdout: str, stderr: str,
+                 calls: tuple[tuple[str, ...], ...], hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.stdout = stdout
+        self.stderr = stderr
+        self.calls = calls

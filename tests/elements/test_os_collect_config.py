@@ -205,14 +205,16 @@ class InstallTest(testtools.TestCase):
     def test_venv_install_is_offline(self) -> None:
         venv_python = self.root / "venv/bin/python"
         venv_python.parent.mkdir(parents=True)
-        venv_python.symlink_to(self.root / ".stubs/bin/venv-python")
+        # The venv's python is the stub "venv-python", found on PATH.
+        venv_python.write_text('#!/bin/sh\nexec venv-python "$@"\n')
+        venv_python.chmod(0o755)
         site = self.root / "venv/lib/python3.11/site-packages"
         (site / "lib1/tests").mkdir(parents=True)
         (site / "lib1/tests/test_x.py").write_text("")
         (site / "lib1/core.py").write_text("")
         result = run_script(
             self.element / "install.d/50-os-collect-config-venv",
-            self.root, stubs=["python3", "venv-python"], env={
+            self.root, stubs=["python3", "venv-python"], allow=["rm"], env={
                 "DIB_OCC_VENV": str(self.root / "venv"),
                 "DIB_OCC_BIN_DIR": str(self.root / "usr/local/bin"),
                 "DIB_OCC_WHEEL_DIR": "/wheels"}).check()

@@ -16,6 +16,8 @@ from tripleo_elements.testing.templates import render_templates
 KEYS = "/var/lib/stackuser/authorized_keys"
 ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG3cUQ9u8dx alice@example"
 RSA = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 bob@example"
+# 50-stackuser removes its temporary file: allowed in the sandbox.
+RM = ["rm"]
 ECDSA = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY= carol"
 
 
@@ -74,8 +76,8 @@ class InstallTest(testtools.TestCase):
 
     def test_user_locked_and_sudo_validated(self) -> None:
         result = run_script(self.element / "install.d/50-stackuser",
-                            self.root, stubs=self.stubs, env=self.env
-                            ).check()
+                            self.root, stubs=self.stubs, env=self.env,
+                            allow=RM).check()
         [useradd] = result.calls_of("useradd")
         self.assertEqual("stack", useradd[-1])
         self.assertIn("--create-home", useradd)
@@ -96,7 +98,8 @@ class InstallTest(testtools.TestCase):
     def test_invalid_sudoers_fails_the_build(self) -> None:
         stubs = self.stubs[:-1] + [Stub("visudo", exit_code=1)]
         result = run_script(self.element / "install.d/50-stackuser",
-                            self.root, stubs=stubs, env=self.env)
+                            self.root, stubs=stubs, env=self.env,
+                            allow=RM)
         self.assertEqual(1, result.returncode)
         self.assertFalse(self.sudoers.exists())
 
@@ -104,7 +107,8 @@ class InstallTest(testtools.TestCase):
         stubs = [Stub("getent", stdout="stack:x:1000:1000::/home/stack:\n"),
                  "useradd", "usermod", "visudo"]
         result = run_script(self.element / "install.d/50-stackuser",
-                            self.root, stubs=stubs, env=self.env).check()
+                            self.root, stubs=stubs, env=self.env,
+                            allow=RM).check()
         self.assertEqual([], result.calls_of("useradd"))
 
     def test_build_time_keys(self) -> None:
@@ -117,7 +121,7 @@ class InstallTest(testtools.TestCase):
         env = dict(self.env,
                    DIB_STACKUSER_FILES=str(hooks / "stackuser-files"))
         run_script(self.element / "install.d/50-stackuser", self.root,
-                   stubs=self.stubs, env=env).check()
+                   stubs=self.stubs, env=env, allow=RM).check()
         self.assertEqual(f"{ED}\n", self.keys.read_text())
 
     def test_private_key_refused(self) -> None:

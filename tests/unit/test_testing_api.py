@@ -44,7 +44,7 @@ class TestingApiTest(testtools.TestCase):
 
     def test_readme_documents_every_module(self) -> None:
         text = README.read_text()
-        section = text.split("Testing elements\n================\n")[1]
+        section = text.split("Testing your element\n====================\n")[1]
         section = section.split("\n====")[0]
         for name in _modules():
             self.assertRegex(section, f"\\n``{name}``( \\(root\\))?\\n")

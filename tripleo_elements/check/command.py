@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from tripleo_elements import errors, host
 from tripleo_elements.check import cache, driver, targets
@@ -62,6 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--elements-path", action="append", default=[],
                         metavar="DIR",
                         help="extra ELEMENTS_PATH entry (repeatable)")
+    parser.add_argument("--only", action="append", default=[],
+                        metavar="PATH",
+                        help="report findings only for files under PATH "
+                        "(repeatable; with -e and element PATHs the "
+                        "default is those PATHs)")
+    parser.add_argument("--all-findings", action="store_true",
+                        help="with -e and element PATHs, also report "
+                        "findings in the other resolved elements")
     parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--select", action="append", metavar="CODES",
                         help="only these codes (comma-separated prefixes)")
@@ -123,11 +132,40 @@ def _check(args: argparse.Namespace, select: list[str], ignore: list[str],
             index, args.elements, args.arch)
         found = found + [index[n] for n in members]
     cache_dir = None if args.no_cache else cache.default_dir(environ)
-    return driver.check_elements(
+    findings = driver.check_elements(
         found, index=index, resolution=resolution, select=select,
         ignore=ignore, shellcheck=not args.no_shellcheck,
         shellcheck_severity=args.shellcheck_severity,
         cache_dir=cache_dir, requested=tuple(args.elements))
+    return limit_findings(findings, _only(args))
+
+
+def _only(args: argparse.Namespace) -> list[Path]:
+    """The paths findings are limited to: ``--only``, else (``-e`` with
+    element paths) the paths given, else none (every finding)."""
+    only = [Path(p) for p in args.only]
+    for path in only:
+        if not path.exists():
+            raise errors.UsageError(f"--only {path}: no such file or "
+                                    "directory",
+                                    "pass a path of your elements")
+    if not only and args.elements and args.paths and not args.all_findings:
+        only = [Path(p) for p in args.paths]
+    return only
+
+
+def limit_findings(findings: Iterable[Finding],
+                   only: Sequence[Path]) -> list[Finding]:
+    """The findings about files under one of ``only`` (all when empty)."""
+    if not only:
+        return list(findings)
+    roots = [os.path.realpath(p) for p in only]
+
+    def under(path: Path) -> bool:
+        real = os.path.realpath(path)
+        return any(real == r or real.startswith(r.rstrip("/") + "/")
+                   for r in roots)
+    return [f for f in findings if under(f.path)]
 
 
 def main(argv: list[str] | None = None) -> int:

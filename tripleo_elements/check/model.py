@@ -125,6 +125,8 @@ def code_of(func: RuleFunc) -> str:
 # ---------------------------------------------------------------- files
 
 _DISABLE = "# dib-lint: disable="
+#: Element directories whose files run in the instance, not the build.
+INSTANCE_DIRS = ("static/", "os-refresh-config/", "os-apply-config/")
 _ENVIRONMENT_D = re.compile(r"(^|/)environment\.d/")
 #: The shell a ``#!`` line names: ``/bin/sh``, ``/usr/bin/env dash``...
 _SHELL = re.compile(
@@ -200,6 +202,13 @@ class SourceFile:
     @functools.cached_property
     def in_environment_d(self) -> bool:
         return _ENVIRONMENT_D.search(self.rel) is not None
+
+    @property
+    def runs_in_instance(self) -> bool:
+        """A file that runs on the booted instance, not during the build:
+        under ``static/``, ``os-refresh-config/`` or ``os-apply-config/``.
+        Build-time rules (``DIB_DEBUG_TRACE``) mean nothing there."""
+        return self.rel.startswith(INSTANCE_DIRS)
 
     @property
     def dib_lint_file(self) -> bool:

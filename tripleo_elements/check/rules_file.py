@@ -85,9 +85,12 @@ def _set_pipefail(src: SourceFile, ctx: Context) -> Iterator[Hit]:
         yield whole(src, "is not set -o pipefail")
 
 
-@register("TIE015", FILE, "shell script ignores DIB_DEBUG_TRACE",
+@register("TIE015", FILE, "build-time shell script ignores DIB_DEBUG_TRACE "
+          "(not asked of static/, os-refresh-config/, os-apply-config/)",
           dib_lint="dibdebugtrace")
 def _debug_trace(src: SourceFile, ctx: Context) -> Iterator[Hit]:
+    if src.runs_in_instance:
+        return
     if _script_in(src, POSIX_SHELLS) and "DIB_DEBUG_TRACE" not in src.text:
         yield whole(src, "does not follow DIB_DEBUG_TRACE (set -x only when "
                     "${DIB_DEBUG_TRACE:-0} -gt 0)")
@@ -96,11 +99,14 @@ def _debug_trace(src: SourceFile, ctx: Context) -> Iterator[Hit]:
 _SET_X = re.compile(r"^set +(-[a-wyz]*x|-o +xtrace)")
 
 
-@register("TIE016", FILE, "shell script turns on xtrace unconditionally")
+@register("TIE016", FILE, "build-time shell script turns on xtrace "
+          "unconditionally")
 def _unconditional_xtrace(src: SourceFile, ctx: Context) -> Iterator[Hit]:
     # DIB's convention indents `set -x` inside the DIB_DEBUG_TRACE test; a
-    # top-level one traces every build.
-    if not _script_in(src, POSIX_SHELLS) or src.in_environment_d:
+    # top-level one traces every build.  Files run in the instance are
+    # not traced by DIB_DEBUG_TRACE: their xtrace is their own choice.
+    if (not _script_in(src, POSIX_SHELLS) or src.in_environment_d
+            or src.runs_in_instance):
         return
     for number, line in enumerate(src.lines):
         if _SET_X.match(line):

@@ -32,10 +32,22 @@ SHELLCHECK_SHELLS = frozenset({"bash", "dash", "sh", "ksh"})
 
 # ------------------------------------------------------------ shellcheck
 
+#: Data files, whatever their #! line says (an nft rule file's braces
+#: are SC1083 to shellcheck).
+NOT_SHELL_SUFFIXES = (".nft", ".conf", ".rules", ".service", ".json",
+                      ".cfg", ".ini", ".j2", ".txt")
+
+
 def shellcheck_shell(src: SourceFile) -> str | None:
     """The ``--shell`` to check ``src`` as, or None when shellcheck
     should not look at it (not a shell script, or binary, or docs)."""
     if src.binary or src.name.endswith((".py", ".rst", ".yaml")):
+        return None
+    if src.name.endswith(NOT_SHELL_SUFFIXES):
+        return None
+    if src.rel.startswith("os-apply-config/") and "{{" in src.text:
+        # A template is not the script: its {{mustache}} tags are what
+        # shellcheck would report (SC1083, SC1054).
         return None
     shell = src.shell
     if shell == "mksh":

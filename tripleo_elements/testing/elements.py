@@ -1,7 +1,9 @@
 """Find this project's elements and build throwaway element trees.
 
 ``elements_root()`` is the ``elements/`` directory of a source checkout,
-or the one installed with the package (``share/tripleo-image-elements``).
+or the one installed with the package (``share/tripleo-image-elements``);
+``element_path()`` finds an element in your directories
+(``ELEMENTS_PATH``) before those.
 ``build_element_tree()`` writes a small tree of elements for a test (the
 one tree builder of the project's own tests); ``element_files()`` spells
 the usual files of one element.
@@ -51,13 +53,35 @@ def elements_root() -> Path:
         "no elements directory in " + ", ".join(map(str, candidates)))
 
 
-def element_path(name: str) -> Path:
-    """The directory of element ``name``; ``FileNotFoundError`` if absent."""
-    path = elements_root() / name
-    if not path.is_dir():
-        raise FileNotFoundError(f"element {name!r} not found in "
-                                f"{elements_root()}")
-    return path
+def element_path(name: str,
+                 elements_path: str | Iterable[Path | str] | None = None
+                 ) -> Path:
+    """The directory of element ``name``.
+
+    Searched in ``elements_path`` (a list of directories, or a
+    colon-separated string like ``ELEMENTS_PATH``; when ``None``, the
+    ``ELEMENTS_PATH`` environment variable), then in this project's
+    elements; the first directory holding ``name`` wins, as in
+    diskimage-builder.  Raises ``FileNotFoundError`` naming every
+    directory searched.
+    """
+    if elements_path is None:
+        elements_path = os.environ.get("ELEMENTS_PATH", "")
+    if isinstance(elements_path, str):
+        dirs = [Path(d) for d in elements_path.split(":") if d]
+    else:
+        dirs = [Path(d) for d in elements_path]
+    try:
+        dirs.append(elements_root())
+    except FileNotFoundError:
+        pass
+    for directory in dirs:
+        if (directory / name).is_dir():
+            return directory / name
+    raise FileNotFoundError(
+        f"element {name!r} not found in "
+        f"{', '.join(map(str, dirs)) or 'no directory'} (pass "
+        "elements_path=[your elements directory] or set ELEMENTS_PATH)")
 
 
 def list_elements(root: Path | None = None) -> list[str]:

@@ -1,54 +1,61 @@
-"""Run element scripts against a scratch root with stubbed commands.
+"""Run element scripts against a scratch root, sandboxed, with stubs.
 
-A *stub* is a fake executable put first on ``PATH``: it records its argv
-as one JSON line in ``<root>/.stubs/calls.jsonl`` and exits with a chosen
-status after printing a chosen output.  ``run_script`` runs one script;
-``run_orc_phase`` runs an os-refresh-config phase directory with
-dib-run-parts' rules (name filter, numeric order, stop at first failure).
+``run_script`` runs one script; ``run_orc_phase`` runs an
+os-refresh-config phase directory with dib-run-parts' rules (name
+filter, numeric order, stop at first failure).  By default the script
+runs in a bubblewrap sandbox (:mod:`tripleo_elements.testing.sandbox`)
+where the scratch root is ``/`` and every command is either a stub
+(:mod:`tripleo_elements.testing.stubs`), an allowed real tool, or
+refused: a refused command fails the test with
+:class:`~tripleo_elements.errors.CommandNotAllowed`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tripleo_elements.element import RUN_PARTS_NAME
+from tripleo_elements.errors import CommandNotAllowed, ScriptTimedOut
+from tripleo_elements.testing import sandbox as sb
+from tripleo_elements.testing.stubs import (
+    Denied, Reply, Stub, StubServer, When, stub_program)
 
 __all__ = [
-    "install_stubs", "PhaseResult", "read_calls", "run_orc_phase",
-    "run_parts_order", "run_script", "script_env", "ScriptResult", "Stub",
+    "Denied", "PhaseResult", "Reply", "run_orc_phase", "run_parts_order",
+    "run_script", "script_env", "ScriptResult", "Stub", "When",
 ]
 
-STUB_DIR = ".stubs"
+Calls = tuple[tuple[str, ...], ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class Stub:
-    """A fake command: ``name`` prints ``stdout`` and exits ``exit_code``."""
-
-    name: str
-    exit_code: int = 0
-    stdout: str = ""
+def _calls_of(calls: Calls, name: str) -> list[tuple[str, ...]]:
+    return [c for c in calls if c and c[0] == name]
 
 
 @dataclasses.dataclass(frozen=True)
 class ScriptResult:
-    """What one script did: status, output and the stubs it called."""
+    """What one script did: status, output, the stub calls it made (argv
+    with the command name first, in order) and the commands refused."""
 
     script: str
     returncode: int
     stdout: str
     stderr: str
-    calls: tuple[tuple[str, ...], ...]
+    calls: Calls
+    denied: tuple[Denied, ...] = ()
 
     def calls_of(self, name: str) -> list[tuple[str, ...]]:
         """The argv of every call of stub ``name`` (argv[0] is the name)."""
-        return [c for c in self.calls if c and c[0] == name]
+        return _calls_of(self.calls, name)
 
     def check(self) -> "ScriptResult":
         """Return self, or raise ``AssertionError`` with the output."""
@@ -59,81 +66,182 @@ class ScriptResult:
         return self
 
 
-def _as_stub(stub: Stub | str) -> Stub:
-    return stub if isinstance(stub, Stub) else Stub(stub)
-
-
-def install_stubs(root: Path, stubs: Iterable[Stub | str]) -> Path:
-    """Create the stub executables under ``root``; return their directory."""
-    bin_dir = root / STUB_DIR / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    log = root / STUB_DIR / "calls.jsonl"
-    for stub in map(_as_stub, stubs):
-        if "/" in stub.name or not stub.name:
-            raise ValueError(f"bad stub name {stub.name!r}")
-        body = (
-            "#!/usr/bin/python3\n"
-            "import json, os, sys\n"
-            f"with open({str(log)!r}, 'a') as f:\n"
-            f"    argv = [{stub.name!r}] + sys.argv[1:]\n"
-            "    f.write(json.dumps(argv) + '\\n')\n"
-            f"sys.stdout.write({stub.stdout!r})\n"
-            f"sys.exit({int(stub.exit_code)})\n")
-        path = bin_dir / stub.name
-        path.write_text(body)
-        path.chmod(0o755)
-    return bin_dir
-
-
-def read_calls(root: Path) -> tuple[tuple[str, ...], ...]:
-    """Every stub call recorded under ``root``, in order."""
-    log = root / STUB_DIR / "calls.jsonl"
-    if not log.exists():
-        return ()
-    return tuple(tuple(json.loads(line))
-                 for line in log.read_text().splitlines() if line)
-
-
 def script_env(root: Path, stub_dir: Path,
-               env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A small, explicit environment: stubs first on PATH, TMPDIR in root."""
-    tmp = root / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
+               env: Mapping[str, str] | None = None, *,
+               sandboxed: bool = False) -> dict[str, str]:
+    """A small, explicit environment plus ``env``.
+
+    ``stub_dir`` always comes first on ``PATH``, also when ``env`` sets
+    its own ``PATH`` (which then replaces only the default rest).
+    ``TMPDIR`` is the sandbox's private ``/tmp`` (``root/tmp`` on the
+    host without a sandbox).
+    """
+    if sandboxed:
+        tmp = "/tmp"
+        rest = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    else:
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        tmp = str(root / "tmp")
+        rest = os.environ.get("PATH", "/usr/bin:/bin")
     result = {
-        "PATH": f"{stub_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HOME": str(root),
         "LANG": "C",
         "LC_ALL": "C",
-        "TMPDIR": str(tmp),
+        "TMPDIR": tmp,
         "DIB_DEBUG_TRACE": "0",
     }
     result.update(env or {})
+    result["PATH"] = f"{stub_dir}:{result.get('PATH', rest)}"
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    stubs: tuple[Stub, ...]
+    env: Mapping[str, str] | None
+    timeout: float
+    sandbox: bool
+    strict: bool
+    allow: frozenset[str]
+    binds: tuple[Path, ...]
+
+
+def _options(stubs: Iterable[Stub | str], env: Mapping[str, str] | None,
+             timeout: float, sandbox: bool, strict: bool,
+             allow: Iterable[str], binds: Iterable[Path | str]) -> _Options:
+    return _Options(tuple(map(Stub.of, stubs)), env, timeout, sandbox,
+                    strict, sb.DEFAULT_ALLOW | frozenset(allow),
+                    tuple(Path(b).absolute() for b in binds))
+
+
+def _script_binds(script: Path) -> tuple[Path, ...]:
+    """The host directory a script needs to see: its element (a phase
+    directory's parent) or its own directory."""
+    parent = script.parent
+    if parent.name.endswith(".d") and len(parent.parent.parts) > 2:
+        return (parent.parent,)
+    return (parent,)
+
+
+def _decode(data: str | bytes | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return data or ""
+
+
+def _run_one(script: Path, root: Path, opts: _Options,
+             stdin: str | None) -> ScriptResult:
+    stubs = opts.stubs
+    names = frozenset(s.name for s in stubs)
+    created: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="tie-run-") as tmp:
+        run_dir = Path(tmp)
+        os.chmod(run_dir, 0o777)
+        argv = [str(script)]
+        if opts.sandbox:
+            bwrap = sb.find_bwrap()
+            tools, pairs = sb.tools_dir(names, opts.allow, opts.strict)
+            real = dict(pairs)
+            env = script_env(root, Path(sb.STUB_BIN), opts.env,
+                             sandboxed=True)
+            env.setdefault("BASH_ENV", sb.BASH_ENV)
+            layout = sb.Layout(root, tools, run_dir,
+                               _script_binds(script) + opts.binds)
+            argv = sb.bwrap_argv(bwrap, layout, created) + argv
+        else:
+            program = run_dir / "stub"
+            program.write_text(stub_program(
+                os.path.realpath(sys.executable), str(run_dir / "socket")))
+            program.chmod(0o755)
+            (run_dir / "bin").mkdir()
+            real = {}
+            for name in sorted(names):
+                found = shutil.which(name)
+                if found:
+                    real[name] = found
+                os.symlink(program, run_dir / "bin" / name)
+            env = script_env(root, run_dir / "bin", opts.env)
+        try:
+            with StubServer(run_dir / "socket", stubs, real) as server:
+                returncode, out, err = _spawn(argv, root, env, stdin,
+                                              opts.timeout, server,
+                                              str(script))
+        finally:
+            sb.cleanup(created)
+    if server.errors:
+        # A rule of the test itself failed (e.g. a When.test raising):
+        # that is the test's error, not the script's.
+        raise server.errors[0]
+    result = ScriptResult(str(script), returncode, out, err, server.calls,
+                          server.denied)
+    if result.denied and opts.strict and opts.sandbox:
+        first = result.denied[0]
+        raise CommandNotAllowed(
+            f"{script}: {first.describe()} is neither stubbed nor allowed"
+            f" ({len(result.denied)} refused: "
+            f"{', '.join(sorted({d.name for d in result.denied}))})",
+            result, f"stub it (stubs=[{first.name!r}]), allow it "
+            f"(allow=[{first.name!r}]) or pass strict=False")
+    return result
+
+
+def _spawn(argv: list[str], root: Path, env: Mapping[str, str],
+           stdin: str | None, timeout: float, server: StubServer,
+           script: str) -> tuple[int, str, str]:
+    proc = subprocess.Popen(
+        argv, cwd=root, env=dict(env), text=True, start_new_session=True,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+        raise ScriptTimedOut(
+            f"{script} did not finish within {timeout} s (killed)",
+            stdout=_decode(out), stderr=_decode(err), calls=server.calls,
+            hint="its stdout, stderr and calls so far are on the error")
+    return proc.returncode, out, err
 
 
 def run_script(script: Path | str, root: Path, *,
                stubs: Iterable[Stub | str] = (),
                env: Mapping[str, str] | None = None,
                stdin: str | None = None,
-               timeout: float = 60) -> ScriptResult:
+               timeout: float = 60,
+               sandbox: bool = True,
+               strict: bool = True,
+               allow: Iterable[str] = (),
+               binds: Iterable[Path | str] = ()) -> ScriptResult:
     """Run ``script`` with ``root`` as scratch space and return its result.
 
-    The script runs with a clean environment (see :func:`script_env`) plus
-    ``env``; every name in ``stubs`` resolves to a recording stub.  The
-    script is not given a chroot: elements make their target paths
-    overridable by environment variables, and tests point them into
-    ``root``.  Calls of stubs from earlier runs under the same root are
-    not included.
+    ``script`` may be relative to the current directory.  The script runs
+    with ``root`` as working directory, a clean environment (see
+    :func:`script_env`) plus ``env``, and every name in ``stubs``
+    resolving to a stub (a name alone: succeeds silently) installed for
+    this run only.
+
+    ``sandbox=True`` (the default) runs it in bubblewrap with ``root`` as
+    ``/`` (see :mod:`tripleo_elements.testing.sandbox`); with
+    ``strict=True`` (the default) a command neither stubbed nor in
+    ``DEFAULT_ALLOW`` + ``allow`` is refused and raises
+    :class:`~tripleo_elements.errors.CommandNotAllowed` after the run.
+    ``binds`` are more host paths made visible read-only (the script's
+    element directory always is).  ``sandbox=False`` runs the script on
+    the host with stubs first on ``PATH``: nothing is refused.
+
+    Raises :class:`~tripleo_elements.errors.ScriptTimedOut` (with the
+    output and calls so far) after ``timeout`` seconds and
+    :class:`~tripleo_elements.errors.SandboxUnavailable` when bubblewrap
+    is missing or cannot run here.
     """
-    root = Path(root)
+    root = Path(root).absolute()
     root.mkdir(parents=True, exist_ok=True)
-    stub_dir = install_stubs(root, stubs)
-    before = len(read_calls(root))
-    proc = subprocess.run([str(script)], cwd=root, env=script_env(
-        root, stub_dir, env), input=stdin, capture_output=True, text=True,
-        timeout=timeout, check=False)
-    return ScriptResult(str(script), proc.returncode, proc.stdout,
-                        proc.stderr, read_calls(root)[before:])
+    opts = _options(stubs, env, timeout, sandbox, strict, allow, binds)
+    return _run_one(Path(script).absolute(), root, opts, stdin)
 
 
 def run_parts_order(directory: Path) -> tuple[list[Path], list[Path]]:
@@ -165,28 +273,53 @@ class PhaseResult:
 
     @property
     def returncode(self) -> int:
+        """The first failing script's status, else 0."""
         return next((r.returncode for r in self.results if r.returncode), 0)
 
     @property
     def ran(self) -> list[str]:
+        """Names of the scripts that ran, in order."""
         return [Path(r.script).name for r in self.results]
 
+    @property
+    def calls(self) -> Calls:
+        """Every stub call of every script, in order."""
+        return tuple(c for r in self.results for c in r.calls)
 
-def run_orc_phase(phase_dir: Path, root: Path, *,
+    def calls_of(self, name: str) -> list[tuple[str, ...]]:
+        """The argv of every call of stub ``name`` in the phase."""
+        return _calls_of(self.calls, name)
+
+    def check(self) -> "PhaseResult":
+        """Return self, or raise ``AssertionError`` naming the script
+        that failed, with its output."""
+        for result in self.results:
+            result.check()
+        return self
+
+
+def run_orc_phase(phase_dir: Path | str, root: Path, *,
                   stubs: Iterable[Stub | str] = (),
                   env: Mapping[str, str] | None = None,
-                  timeout: float = 60) -> PhaseResult:
+                  timeout: float = 60,
+                  sandbox: bool = True,
+                  strict: bool = True,
+                  allow: Iterable[str] = (),
+                  binds: Iterable[Path | str] = ()) -> PhaseResult:
     """Run one os-refresh-config phase directory as the image does.
 
-    Scripts run in :func:`run_parts_order` order; the first failure stops
-    the phase (its result is the last one returned).
+    Scripts run in :func:`run_parts_order` order, each as
+    :func:`run_script` runs it (same options; ``timeout`` is per
+    script); the first failure stops the phase.  A stub's sequences
+    start afresh for each script.
     """
-    stubs = list(stubs)
-    run, skipped = run_parts_order(Path(phase_dir))
+    root = Path(root).absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    opts = _options(stubs, env, timeout, sandbox, strict, allow, binds)
+    run, skipped = run_parts_order(Path(phase_dir).absolute())
     results = []
     for script in run:
-        result = run_script(script, root, stubs=stubs, env=env,
-                            timeout=timeout)
+        result = _run_one(script, root, opts, None)
         results.append(result)
         if result.returncode:
             break

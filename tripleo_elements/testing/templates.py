@@ -19,21 +19,31 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tripleo_elements.errors import RenderError
+from tripleo_elements.errors import PackageMissing, RenderError
 
 __all__ = [
-    "os_apply_config_command", "render_templates", "RenderError",
+    "os_apply_config_command", "PackageMissing", "render_templates",
+    "RenderError",
 ]
 
 
 def os_apply_config_command() -> str:
-    """The os-apply-config next to this Python, else the one on PATH."""
+    """The os-apply-config next to this Python, else the one on PATH.
+
+    Raises :class:`~tripleo_elements.errors.PackageMissing` naming the
+    package to install when there is none.
+    """
     local = Path(sys.executable).parent / "os-apply-config"
     if local.exists():
         return str(local)
     found = shutil.which("os-apply-config")
     if found is None:
-        raise FileNotFoundError("os-apply-config is not installed")
+        raise PackageMissing(
+            f"os-apply-config is not installed (not next to "
+            f"{sys.executable}, not on PATH): render_templates runs it",
+            "pip install 'tripleo-image-elements[testing]' (or: pip "
+            "install os-apply-config) in the environment running the "
+            "tests")
     return found
 
 
