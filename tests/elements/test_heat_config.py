@@ -42,7 +42,8 @@ class HeatConfigTest(testtools.TestCase):
         self.assertEqual(0, run.returncode, run.stderr)
         [req] = self.server.requests("/signal/1")
         self.assertEqual("POST", req.method)
-        self.assertEqual("application/json", req.headers["Content-Type"])
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        self.assertEqual("application/json", headers["content-type"])
         body = req.json()
         self.assertEqual("hello world\n", body["deploy_stdout"])
         self.assertEqual("to stderr\n", body["deploy_stderr"])
@@ -94,14 +95,34 @@ class HeatConfigTest(testtools.TestCase):
         self.assertEqual(3, body["deploy_status_code"])
         self.assertIn("broken", body["deploy_stderr"])
 
-    def test_missing_hook_is_signalled_as_failure(self) -> None:
-        dep = self.deployment("whatever", group="puppet")
+    def test_missing_hook_leaves_deployment_pending_until_installed(
+            self) -> None:
+        dep = self.deployment("#!/bin/sh\necho late\n", group="late")
         run = run_heat_config([dep], self.root)
         self.assertEqual(0, run.returncode, run.stderr)
+        self.assertIn("no hook for group 'late'", run.stderr)
+        self.assertEqual([], run.records())
+        self.assertEqual([], self.server.requests())
+        script_hook = (self.root / "usr/libexec/heat-config/hooks/script")
+        run = run_heat_config(None, self.root,
+                              hooks={"late": script_hook.read_text()})
+        self.assertEqual(0, run.returncode, run.stderr)
         body = self.server.requests("/signal/1")[0].json()
-        self.assertNotEqual(0, body["deploy_status_code"])
-        self.assertIn("no hook for group 'puppet'", body["deploy_stderr"])
-        self.assertIn(f"{dep['id']}.signalled", run.records())
+        self.assertEqual("late\n", body["deploy_stdout"])
+
+    def test_hook_found_in_upstream_hooks_dir(self) -> None:
+        upstream = self.root / "var/lib/heat-config/hooks"
+        upstream.mkdir(parents=True)
+        (upstream / "custom").write_text(
+            "#!/bin/sh\necho '{\"deploy_stdout\": \"custom\"}'\n")
+        (upstream / "custom").chmod(0o755)
+        dep = self.deployment("x", group="custom")
+        run = run_heat_config([dep], self.root, env={
+            "HEAT_CONFIG_HOOKS": str(self.root / "none"),
+            "HEAT_CONFIG_HOOK_DIRS": f"{self.root}/empty:{upstream}"})
+        self.assertEqual(0, run.returncode, run.stderr)
+        body = self.server.requests("/signal/1")[0].json()
+        self.assertEqual("custom", body["deploy_stdout"])
 
     def test_crashing_hook_is_signalled_as_failure(self) -> None:
         dep = self.deployment("x", group="broken")
