@@ -37,7 +37,8 @@ from tests.functional import base, guest, heatstack
 from tripleo_elements.testing import image as image_checks
 from tripleo_elements.testing import imagecache
 
-HEAT_ARGS = ["-e", "heat-cfntools"]
+HEAT_ARGS = ["-e", "heat-cfntools", "-e", "heat-config-ansible",
+             "-e", "heat-config-puppet"]
 LVM_TEST_ELEMENTS = Path(__file__).resolve().parent / "elements"
 FIX_ELEMENT = "lvm-udev-lvextend-fix"
 HEAT_ENTRY = Path(__file__).resolve().parents[2] / "elements" / \
