@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import fixtures
 import testtools
 
+from tripleo_elements.testing.elements import element_path
 from tripleo_elements.testing.heatconfig import make_deployment
 from tripleo_elements.testing.heatconfig import run_heat_config
 from tripleo_elements.testing.http import HeatServer
@@ -247,3 +251,43 @@ class HeatConfigTest(testtools.TestCase):
         second = run_heat_config(None, self.root, attempts=3)
         self.assertEqual(0, second.returncode, second.stderr)
         self.assertEqual(1, len(self.server.requests("/signal/1")))
+
+    def test_records_move_from_old_directory_and_do_not_rerun(self) -> None:
+        marker = self.root / "ran"
+        dep = self.deployment(f"#!/bin/sh\necho x >> {marker}\n")
+        old = self.root / "run/heat-config/deployed"
+        old.mkdir(parents=True)
+        (old / f"{dep['id']}.json").write_text(json.dumps(dep))
+        (old / f"{dep['id']}.notify.json").write_text("{}")
+        run = run_heat_config([dep], self.root)
+        self.assertEqual(0, run.returncode, run.stderr)
+        self.assertFalse(marker.exists())
+        self.assertFalse(old.exists())
+        self.assertIn(f"{dep['id']}.json", run.records())
+        self.assertEqual([], self.server.requests())
+
+    def test_rebuild_deployed_marks_all_but_os_apply_config(self) -> None:
+        deps = [make_deployment("x", deployment_id="a/../b"),
+                make_deployment("y", deployment_id="plain"),
+                make_deployment({}, group="os-apply-config",
+                                deployment_id="oac")]
+        fake = self.root / "fake-oac"
+        fake.write_text("#!/bin/sh\ncat <<'EOF'\n" + json.dumps(deps)
+                        + "\nEOF\n")
+        fake.chmod(0o755)
+        deployed = self.root / "deployed"
+        tool = element_path("heat-config") / "bin/heat-config-rebuild-deployed"
+        proc = subprocess.run(
+            [sys.executable, str(tool)], capture_output=True, text=True,
+            env={"PATH": os.environ["PATH"], "HEAT_CONFIG_OAC": str(fake),
+                 "HEAT_CONFIG_DEPLOYED": str(deployed)}, check=False)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        names = sorted(p.name for p in deployed.iterdir())
+        self.assertEqual(2, len(names))
+        self.assertIn("plain.json", names)
+        self.assertTrue([n for n in names if n.startswith("id-")])
+        run = run_heat_config([deps[1]], self.root, env={
+            "HEAT_CONFIG_DEPLOYED": str(deployed)})
+        self.assertEqual(0, run.returncode, run.stderr)
+        self.assertFalse((deployed / "plain.notify.json").exists())
+        self.assertNotIn("running hook", run.stderr)
