@@ -105,6 +105,19 @@ class AnsibleHookTest(HookTestCase):
                          json.loads(variables.read_text()))
         self.assertEqual(0o600, self.mode(variables))
 
+    def test_runs_with_utf8_locale_under_os_collect_config(self) -> None:
+        # os-collect-config's unit sets LC_ALL=C PYTHONCOERCECLOCALE=0;
+        # ansible-playbook exits 1 under it (seen in the functional boot).
+        self.run_hook(
+            "ansible", deployment("ansible", "x"),
+            HEAT_ANSIBLE_CMD=str(self.fake), LC_ALL="C",
+            PYTHONCOERCECLOCALE="0",
+            HEAT_ANSIBLE_WORKING=str(self.root / "w"),
+            HEAT_ANSIBLE_OUTPUTS=str(self.root / "o"))
+        env = self.recorded()["env"]
+        self.assertEqual("C.UTF-8", env["LC_ALL"])
+        self.assertNotIn("PYTHONCOERCECLOCALE", env)
+
     def test_missing_ansible_is_status_127(self) -> None:
         result = self.run_hook(
             "ansible", deployment("ansible", "x"),

@@ -7,7 +7,8 @@ Reads one deployment (JSON) on stdin.  ``config`` is written to
 0600); then ``HEAT_ANSIBLE_CMD`` (``ansible-playbook``) runs it against
 ``HEAT_ANSIBLE_INVENTORY`` (``localhost,``) with ``--extra-vars @FILE``.
 Options: ``modulepath`` (``--module-path``), ``skip_tags``, ``tags``,
-``callback_plugins`` (``ANSIBLE_CALLBACK_PLUGINS``).  A playbook writes
+``callback_plugins`` (``ANSIBLE_CALLBACK_PLUGINS``).  It runs with
+``LC_ALL=C.UTF-8``: Ansible refuses the C locale os-collect-config uses.  A playbook writes
 output NAME to ``{{heat_outputs_path}}.NAME``.  Prints the declared
 outputs with ``deploy_stdout``, ``deploy_stderr`` and
 ``deploy_status_code`` as one JSON object.
@@ -82,6 +83,10 @@ def main():
     if options.get("tags"):
         argv += ["--tags", str(options["tags"])]
     argv += [playbook, "--extra-vars", "@%s" % vars_file]
+    # Ansible refuses to start without a UTF-8 locale, and os-collect-config
+    # runs its command with LC_ALL=C (glibc's C.UTF-8 needs no package).
+    env.pop("PYTHONCOERCECLOCALE", None)
+    env.update({"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
     if options.get("callback_plugins"):
         env["ANSIBLE_CALLBACK_PLUGINS"] = str(options["callback_plugins"])
     try:
