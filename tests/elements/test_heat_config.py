@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import fixtures
 import testtools
 
+from tripleo_elements.testing.elements import element_path
 from tripleo_elements.testing.heatconfig import make_deployment
 from tripleo_elements.testing.heatconfig import run_heat_config
 from tripleo_elements.testing.http import HeatServer
@@ -42,7 +46,8 @@ class HeatConfigTest(testtools.TestCase):
         self.assertEqual(0, run.returncode, run.stderr)
         [req] = self.server.requests("/signal/1")
         self.assertEqual("POST", req.method)
-        self.assertEqual("application/json", req.headers["Content-Type"])
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        self.assertEqual("application/json", headers["content-type"])
         body = req.json()
         self.assertEqual("hello world\n", body["deploy_stdout"])
         self.assertEqual("to stderr\n", body["deploy_stderr"])
@@ -94,14 +99,34 @@ class HeatConfigTest(testtools.TestCase):
         self.assertEqual(3, body["deploy_status_code"])
         self.assertIn("broken", body["deploy_stderr"])
 
-    def test_missing_hook_is_signalled_as_failure(self) -> None:
-        dep = self.deployment("whatever", group="puppet")
+    def test_missing_hook_leaves_deployment_pending_until_installed(
+            self) -> None:
+        dep = self.deployment("#!/bin/sh\necho late\n", group="late")
         run = run_heat_config([dep], self.root)
         self.assertEqual(0, run.returncode, run.stderr)
+        self.assertIn("no hook for group 'late'", run.stderr)
+        self.assertEqual([], run.records())
+        self.assertEqual([], self.server.requests())
+        script_hook = (self.root / "usr/libexec/heat-config/hooks/script")
+        run = run_heat_config(None, self.root,
+                              hooks={"late": script_hook.read_text()})
+        self.assertEqual(0, run.returncode, run.stderr)
         body = self.server.requests("/signal/1")[0].json()
-        self.assertNotEqual(0, body["deploy_status_code"])
-        self.assertIn("no hook for group 'puppet'", body["deploy_stderr"])
-        self.assertIn(f"{dep['id']}.signalled", run.records())
+        self.assertEqual("late\n", body["deploy_stdout"])
+
+    def test_hook_found_in_upstream_hooks_dir(self) -> None:
+        upstream = self.root / "var/lib/heat-config/hooks"
+        upstream.mkdir(parents=True)
+        (upstream / "custom").write_text(
+            "#!/bin/sh\necho '{\"deploy_stdout\": \"custom\"}'\n")
+        (upstream / "custom").chmod(0o755)
+        dep = self.deployment("x", group="custom")
+        run = run_heat_config([dep], self.root, env={
+            "HEAT_CONFIG_HOOKS": str(self.root / "none"),
+            "HEAT_CONFIG_HOOK_DIRS": f"{self.root}/empty:{upstream}"})
+        self.assertEqual(0, run.returncode, run.stderr)
+        body = self.server.requests("/signal/1")[0].json()
+        self.assertEqual("custom", body["deploy_stdout"])
 
     def test_crashing_hook_is_signalled_as_failure(self) -> None:
         dep = self.deployment("x", group="broken")
@@ -226,3 +251,43 @@ class HeatConfigTest(testtools.TestCase):
         second = run_heat_config(None, self.root, attempts=3)
         self.assertEqual(0, second.returncode, second.stderr)
         self.assertEqual(1, len(self.server.requests("/signal/1")))
+
+    def test_records_move_from_old_directory_and_do_not_rerun(self) -> None:
+        marker = self.root / "ran"
+        dep = self.deployment(f"#!/bin/sh\necho x >> {marker}\n")
+        old = self.root / "run/heat-config/deployed"
+        old.mkdir(parents=True)
+        (old / f"{dep['id']}.json").write_text(json.dumps(dep))
+        (old / f"{dep['id']}.notify.json").write_text("{}")
+        run = run_heat_config([dep], self.root)
+        self.assertEqual(0, run.returncode, run.stderr)
+        self.assertFalse(marker.exists())
+        self.assertFalse(old.exists())
+        self.assertIn(f"{dep['id']}.json", run.records())
+        self.assertEqual([], self.server.requests())
+
+    def test_rebuild_deployed_marks_all_but_os_apply_config(self) -> None:
+        deps = [make_deployment("x", deployment_id="a/../b"),
+                make_deployment("y", deployment_id="plain"),
+                make_deployment({}, group="os-apply-config",
+                                deployment_id="oac")]
+        fake = self.root / "fake-oac"
+        fake.write_text("#!/bin/sh\ncat <<'EOF'\n" + json.dumps(deps)
+                        + "\nEOF\n")
+        fake.chmod(0o755)
+        deployed = self.root / "deployed"
+        tool = element_path("heat-config") / "bin/heat-config-rebuild-deployed"
+        proc = subprocess.run(
+            [sys.executable, str(tool)], capture_output=True, text=True,
+            env={"PATH": os.environ["PATH"], "HEAT_CONFIG_OAC": str(fake),
+                 "HEAT_CONFIG_DEPLOYED": str(deployed)}, check=False)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        names = sorted(p.name for p in deployed.iterdir())
+        self.assertEqual(2, len(names))
+        self.assertIn("plain.json", names)
+        self.assertTrue([n for n in names if n.startswith("id-")])
+        run = run_heat_config([deps[1]], self.root, env={
+            "HEAT_CONFIG_DEPLOYED": str(deployed)})
+        self.assertEqual(0, run.returncode, run.stderr)
+        self.assertFalse((deployed / "plain.notify.json").exists())
+        self.assertNotIn("running hook", run.stderr)

@@ -20,6 +20,9 @@ PHASES = ("root.d", "extra-data.d", "pre-install.d", "install.d",
 ORC_PHASES = ("pre-configure.d", "configure.d", "post-configure.d",
               "migration.d")
 NAME = re.compile(r"^[0-9A-Za-z_-]+$")
+#: heat-agents' layout: a hook element's install.d carries its hook as
+#: data (``hook-GROUP.py``, run-parts skips it) for its install script.
+HOOK_DATA = re.compile(r"^hook-[a-z-]+\.py$")
 DISTROS = {"debian": "debian", "ubuntu": "debian", "centos": "redhat"}
 
 
@@ -27,7 +30,9 @@ def element_scripts(element: Path) -> list[Path]:
     scripts = []
     for phase in PHASES:
         if (element / phase).is_dir():
-            scripts += sorted((element / phase).iterdir())
+            scripts += sorted(p for p in (element / phase).iterdir()
+                              if not (phase == "install.d"
+                                      and HOOK_DATA.match(p.name)))
     for phase in ORC_PHASES:
         if (element / "os-refresh-config" / phase).is_dir():
             scripts += sorted((element / "os-refresh-config" / phase)

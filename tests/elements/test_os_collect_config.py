@@ -220,8 +220,16 @@ class InstallTest(testtools.TestCase):
                 "DIB_OCC_WHEEL_DIR": "/wheels"}).check()
         self.assertEqual([("python3", "-m", "venv", str(self.root / "venv"))],
                          result.calls_of("python3"))
-        install, uninstall = result.calls_of("venv-python")
+        install, uninstall, imports = result.calls_of("venv-python")
         self.assertIn("--no-index", install)
+        # the heat and zaqar collectors' clients must import
+        self.assertEqual("-c", imports[1])
+        modules = [m.strip() for m in
+                   imports[2].removeprefix("import ").split(",")]
+        for module in ("os_collect_config.heat", "os_collect_config.zaqar",
+                       "heatclient.client", "keystoneauth1.session",
+                       "zaqarclient.queues.client"):
+            self.assertIn(module, modules)
         self.assertEqual(["--find-links", "/wheels"],
                          list(install[install.index("--find-links"):][:2]))
         self.assertEqual(("pip", "uninstall"), uninstall[2:4])

@@ -30,6 +30,31 @@ from tests.functional import guest
 from tripleo_elements.testing import configdrive, qemu
 from tripleo_elements.testing.http import HeatServer, Request
 
+#: Heat's API refuses request bodies over 1 MiB (max_json_body_size).
+MAX_SIGNAL_BODY = 1024 * 1024
+
+
+class LimitedHeatServer(HeatServer):
+    """A HeatServer that, like Heat, answers 413 to bodies over 1 MiB
+    (recorded in ``refused``; the request is still listed)."""
+
+    def __init__(self, *args: Any, max_body: int = MAX_SIGNAL_BODY,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_body = max_body
+        self.refused: list[tuple[str, int]] = []
+
+    def _respond(self, req: Request) -> tuple[int, bytes, dict[str, str]]:
+        if len(req.body) <= self.max_body:
+            return super()._respond(req)
+        with self._lock:
+            self._requests.append(req)
+            self.refused.append((req.path, len(req.body)))
+            self._lock.notify_all()
+        return 413, b'{"error": "request body too large"}', {
+            "Content-Type": "application/json"}
+
+
 HOSTNAME = "tie-heat-guest"
 #: Set to 1 to have the user data start DHCP on the first NIC (a test-side
 #: stand-in while an image brings no network configuration of its own).
@@ -139,7 +164,7 @@ class HeatGuest:
         self.dhcp_workaround = dhcp_workaround
         self.workdir = workdir
         self.server_id = str(uuid.uuid4())
-        self.server = HeatServer()
+        self.server = LimitedHeatServer()
         self.metadata_path = f"/metadata/{self.server_id}"
         self.time_limit = time_limit
         self.memory_mb = memory_mb
@@ -218,6 +243,25 @@ class HeatGuest:
             outputs=outputs))
         self.publish()
         return path
+
+    def add_authenticated_deployment(
+            self, dep_id: str, group: str, config: Any,
+            signal_inputs: dict[str, Any], *,
+            inputs: dict[str, Any] | None = None,
+            outputs: Sequence[str] = ()) -> None:
+        """A deployment signalled through Keystone (HEAT_SIGNAL,
+        ZAQAR_SIGNAL): ``signal_inputs`` replace the URL transport's."""
+        dep = guest.deployment(
+            dep_id, group, config, server_id=self.server_id,
+            signal_url="unused", inputs=inputs, outputs=outputs)
+        url_inputs = ("deploy_signal_id", "deploy_signal_verb",
+                      "deploy_signal_transport")
+        dep["inputs"] = [i for i in dep["inputs"]
+                         if i["name"] not in url_inputs]
+        dep["inputs"] += [{"name": k, "value": v, "type": "String"}
+                          for k, v in signal_inputs.items()]
+        self.deployments.append(dep)
+        self.publish()
 
     def add_key_deployment(self, dep_id: str = "apply-keys") -> str:
         """An os-apply-config deployment carrying the deploy key."""
@@ -308,3 +352,72 @@ class HeatGuest:
             if proc.returncode == 0:
                 return proc.stdout + proc.stderr
         return "(no SSH login possible)"
+
+
+# -- one deployment of every hook group, converged in the same boot -------
+ANSIBLE_PLAYBOOK = """- hosts: all
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: write the output
+      copy:
+        content: "{{ greeting }} from ansible"
+        dest: "{{ heat_outputs_path }}.result"
+"""
+PUPPET_MANIFEST = """file { "${facts['heat_outputs_path']}.result":
+  ensure  => file,
+  content => "${facts['greeting']} from puppet",
+}
+"""
+JSON_FILE = "/var/lib/tie-test/json-file/doc.json"
+#: Runs after json-file and hiera: reports what they wrote.
+VERIFY_SCRIPT = f"""#!/bin/sh
+cat {JSON_FILE} > "$heat_outputs_path.json_file"
+cat /etc/puppet/hieradata/tie.json > "$heat_outputs_path.hiera_data"
+cat /etc/puppet/hiera.yaml > "$heat_outputs_path.hiera_yaml"
+"""
+#: 2 MB of stdout: the signal must be trimmed under Heat's 1 MiB limit.
+BIG_STDOUT_SCRIPT = """#!/bin/sh
+head -c 2000000 /dev/zero | tr '\\0' x
+echo END
+"""
+AUTH_SCRIPT = """#!/bin/sh
+printf '%s' "$greeting" > "$heat_outputs_path.result"
+"""
+
+
+def add_group_deployments(stack: HeatGuest, heat_signal: dict[str, Any],
+                          zaqar_signal: dict[str, Any]) -> dict[str, str]:
+    """Add one deployment per hook group (plus the big-stdout and the
+    Keystone-signalled ones); returns name -> signal path for the URL
+    ones.  The heavy groups go last so the light ones signal first."""
+    paths = {
+        "apply-config": stack.add_deployment(
+            "group-apply-config", "apply-config",
+            {"tie": {"apply_config": "yes"}}),
+        "json-file": stack.add_deployment(
+            "group-json-file", "json-file",
+            {JSON_FILE: {"colour": "green", "n": 1}}),
+        "hiera": stack.add_deployment(
+            "group-hiera", "hiera",
+            {"hierarchy": ["tie", "common"],
+             "datafiles": {"tie": {"tie::colour": "green"}}}),
+        "verify": stack.add_deployment(
+            "group-verify", "script", VERIFY_SCRIPT,
+            outputs=["json_file", "hiera_data", "hiera_yaml"]),
+        "big-stdout": stack.add_deployment(
+            "big-stdout", "script", BIG_STDOUT_SCRIPT),
+    }
+    stack.add_authenticated_deployment(
+        "heat-signal", "script", AUTH_SCRIPT, heat_signal,
+        inputs={"greeting": "via heat"}, outputs=["result"])
+    stack.add_authenticated_deployment(
+        "zaqar-signal", "script", AUTH_SCRIPT, zaqar_signal,
+        inputs={"greeting": "via zaqar"}, outputs=["result"])
+    paths["ansible"] = stack.add_deployment(
+        "group-ansible", "ansible", ANSIBLE_PLAYBOOK,
+        inputs={"greeting": "hello"}, outputs=["result"])
+    paths["puppet"] = stack.add_deployment(
+        "group-puppet", "puppet", PUPPET_MANIFEST,
+        inputs={"greeting": "hello"}, outputs=["result"])
+    return paths

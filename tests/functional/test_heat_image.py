@@ -33,11 +33,13 @@ from typing import Any
 from testtools import content
 from testtools.matchers import Equals
 
+from tests.elements.openstack_standin import OpenStackStandIn
 from tests.functional import base, guest, heatstack
 from tripleo_elements.testing import image as image_checks
 from tripleo_elements.testing import imagecache
 
-HEAT_ARGS = ["-e", "heat-cfntools"]
+HEAT_ARGS = ["-e", "heat-cfntools", "-e", "heat-config-ansible",
+             "-e", "heat-config-puppet"]
 LVM_TEST_ELEMENTS = Path(__file__).resolve().parent / "elements"
 FIX_ELEMENT = "lvm-udev-lvextend-fix"
 HEAT_ENTRY = Path(__file__).resolve().parents[2] / "elements" / \
@@ -202,6 +204,12 @@ class TestHeatImageBoot(HeatTestCase):
                     "wc_reason": "ok", "wc_data": "tie-data",
                     "wc_id": "tie-id-1"},
             outputs=["result", "boot_id", "runs", "cfn_signal_rc"])
+        # 8 (checked below): every hook group in the same first pass.
+        cloud = OpenStackStandIn(public_host="10.0.2.2").start()
+        self.addCleanup(cloud.stop)
+        groups = heatstack.add_group_deployments(
+            stack, cloud.inputs("HEAT_SIGNAL"),
+            cloud.inputs("ZAQAR_SIGNAL", queue="tie-queue"))
 
         # 3 + 4: boot and converge; the script deployment signals back.
         body = stack.wait_first_signal(one, FIRST_SIGNAL_TIMEOUT).json()
@@ -234,6 +242,11 @@ class TestHeatImageBoot(HeatTestCase):
             Equals([("PUT", {"Status": "SUCCESS", "Reason": "ok",
                              "UniqueId": "tie-id-1", "Data": "tie-data"})]),
             "the WaitCondition handle got no (or another) signal")
+
+        # 8: every hook group converged in this boot, each signalled with
+        # its outputs; 2 MB of stdout trimmed under the 1 MiB limit; the
+        # Keystone-authenticated transports.
+        self.check_groups(stack, cloud, groups, timings)
 
         # 4 (continued): new metadata, converged again without a reboot,
         # and nothing that ran before runs again.
@@ -295,6 +308,57 @@ class TestHeatImageBoot(HeatTestCase):
         mounted, unmounted = heatstack.lvextend_rounds(out.stdout)
         self.assertEqual((4, 0), (mounted, unmounted), out.stdout)
         self.detail_json("timings", timings)
+
+    def check_groups(self, stack: heatstack.HeatGuest,
+                     cloud: OpenStackStandIn, groups: dict[str, str],
+                     timings: dict[str, float]) -> None:
+        bodies = {}
+        for name, path in groups.items():
+            req = stack.wait_signal(path, NEXT_SIGNAL_TIMEOUT * 2)
+            timings[f"signal_{name}_s"] = time.monotonic() - stack.started_at
+            bodies[name] = (len(req.body), req.json())
+        for kind in ("heat", "zaqar"):
+            deadline = time.monotonic() + NEXT_SIGNAL_TIMEOUT
+            while not [s for s in cloud.signals if s.kind == kind]:
+                stack.alive(f"a {kind} signal")
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"no {kind} signal; refused: {cloud.refused}")
+                time.sleep(1)
+        self.detail_json("group-signals", {
+            k: {"bytes": n, "status": b.get("deploy_status_code"),
+                "outputs": {o: v for o, v in b.items()
+                            if o != "deploy_stdout"},
+                "stdout_tail": str(b.get("deploy_stdout"))[-300:]}
+            for k, (n, b) in bodies.items()})
+        for name, (_, body) in bodies.items():
+            self.assertEqual(0, body.get("deploy_status_code"),
+                             f"{name}: {body}")
+        self.assertEqual("hello from ansible", bodies["ansible"][1]["result"])
+        self.assertEqual("hello from puppet", bodies["puppet"][1]["result"])
+        verify = bodies["verify"][1]
+        self.assertEqual({"colour": "green", "n": 1},
+                         json.loads(verify["json_file"]))
+        self.assertEqual({"tie::colour": "green"},
+                         json.loads(verify["hiera_data"]))
+        self.assertIn("  - tie\n  - common\n", verify["hiera_yaml"])
+        size, big = bodies["big-stdout"]
+        self.assertLessEqual(size, 950000)
+        self.assertTrue(big["deploy_stdout"].endswith("xxEND\n"))
+        self.assertGreater(len(big["deploy_stdout"]), 500000)
+        self.assertEqual([], stack.server.refused)
+        self.assertEqual(1, len(stack.signals(groups["big-stdout"])))
+        heat = [s for s in cloud.signals if s.kind == "heat"]
+        zaqar = [s for s in cloud.signals if s.kind == "zaqar"]
+        self.detail_json("keystone-signals", {
+            "heat": [(s.path, s.body) for s in heat],
+            "zaqar": [(s.path, s.body) for s in zaqar],
+            "refused": cloud.refused})
+        self.assertEqual(1, len(heat))
+        self.assertEqual("via heat", heat[0].body["result"])
+        self.assertEqual(0, heat[0].body["deploy_status_code"])
+        messages = zaqar[0].body.get("messages", zaqar[0].body)
+        self.assertEqual("via zaqar", messages[0]["body"]["result"])
 
 
 class TestLvextendWithoutFix(HeatTestCase):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,15 @@ __all__ = [
 ]
 
 CONFIGURE_SCRIPT = "os-refresh-config/configure.d/55-heat-config"
-HOOKS_DIR = "heat-config-hooks"
+NOTIFY_SCRIPT = "bin/heat-config-notify"
+#: The hook elements whose hooks every run installs (group -> element).
+HOOK_GROUPS = ("script", "apply-config", "json-file", "hiera", "ansible",
+               "puppet", "docker-compose")
+
+
+def hook_source(group: str) -> Path:
+    """The hook program the element ``heat-config-GROUP`` installs."""
+    return element_path(f"heat-config-{group}") / f"install.d/hook-{group}.py"
 
 
 def make_deployment(config: Any, *, group: str = "script",
@@ -92,9 +101,11 @@ def heat_config_env(root: Path, *, attempts: int = 3, backoff: float = 0.05,
                     timeout: float = 5) -> dict[str, str]:
     """The environment that points 55-heat-config and its hooks at root."""
     return {
-        "HEAT_CONFIG_FILE": str(root / "run/heat-config/heat-config"),
+        "HEAT_SHELL_CONFIG": str(root / "run/heat-config/heat-config"),
         "HEAT_CONFIG_HOOKS": str(root / "usr/libexec/heat-config/hooks"),
         "HEAT_CONFIG_DEPLOYED": str(root / "var/lib/heat-config/deployed"),
+        "HEAT_CONFIG_DEPLOYED_OLD": str(root / "run/heat-config/deployed"),
+        "HEAT_CONFIG_NOTIFY": str(root / "bin/heat-config-notify"),
         "HEAT_SCRIPT_WORKING": str(
             root / "var/lib/heat-config/heat-config-script"),
         "HEAT_APPLY_CONFIG_STATE": str(
@@ -114,8 +125,11 @@ def run_heat_config(deployments: Sequence[Mapping[str, Any]] | None,
                     timeout: float = 120) -> HeatConfigRun:
     """Write ``deployments`` and run 55-heat-config once, unprivileged.
 
-    The element's hooks are installed under ``root`` (the first run),
-    plus ``hooks`` (name -> executable text) which replace or add hooks.
+    The hooks of the ``heat-config-GROUP`` elements are installed under
+    ``root`` (the first run; ``os-apply-config`` is ``apply-config``),
+    plus ``hooks`` (name -> executable text) which replace or add hooks;
+    a hook named with an empty text is removed.  heat-config-notify runs
+    with this interpreter (so the client libraries of its venv are there).
     ``deployments=None`` leaves the deployments file as it is (a second
     run of the same metadata).  Retries are fast by default (``attempts``
     tries, ``backoff`` seconds).  Nothing outside ``root`` is written.
@@ -126,13 +140,24 @@ def run_heat_config(deployments: Sequence[Mapping[str, Any]] | None,
     hooks_dir = Path(settings["HEAT_CONFIG_HOOKS"])
     if not hooks_dir.exists():
         hooks_dir.mkdir(parents=True)
-        for hook in (element / HOOKS_DIR).iterdir():
-            shutil.copy2(hook, hooks_dir / hook.name)
+        for group in HOOK_GROUPS:
+            shutil.copy2(hook_source(group), hooks_dir / group)
+        (hooks_dir / "os-apply-config").symlink_to("apply-config")
+    notify = Path(settings["HEAT_CONFIG_NOTIFY"])
+    if not notify.exists():
+        notify.parent.mkdir(parents=True, exist_ok=True)
+        notify.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} "
+                          f"{shlex.quote(str(element / NOTIFY_SCRIPT))} "
+                          '"$@"\n')
+        notify.chmod(0o755)
     for name, text in (hooks or {}).items():
         path = hooks_dir / name
-        path.write_text(text)
-        path.chmod(0o755)
-    config_file = Path(settings["HEAT_CONFIG_FILE"])
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        if text:
+            path.write_text(text)
+            path.chmod(0o755)
+    config_file = Path(settings["HEAT_SHELL_CONFIG"])
     if deployments is not None:
         config_file.parent.mkdir(parents=True, exist_ok=True)
         config_file.write_text(json.dumps(list(deployments)))

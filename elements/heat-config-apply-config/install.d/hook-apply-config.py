@@ -1,12 +1,15 @@
 #!/usr/bin/python3
-"""heat-config hook for group ``os-apply-config``.
+"""heat-config hook for group ``apply-config`` (alias ``os-apply-config``).
 
 Reads one deployment (JSON) on stdin.  Its ``config`` (a mapping) is
 written to ``HEAT_APPLY_CONFIG_STATE``/ID.json (mode 0600) and the
-templates are rendered by ``HEAT_APPLY_CONFIG_COMMAND`` (os-apply-config)
+templates are rendered by ``HEAT_APPLY_CONFIG_CMD`` (heat-agents' name)
+or ``HEAT_APPLY_CONFIG_COMMAND`` (os-apply-config; its own environment,
+e.g. ``OS_CONFIG_APPLIER_TEMPLATES``, passes through)
 from the instance's whole metadata (``OS_CONFIG_FILES`` from
 os-collect-config, else ``OS_CONFIG_FILES_PATH``) with this config merged
 last, so that no template loses the keys it renders from other sources.
+If the state directory cannot be created, a private temporary one is used.
 Prints ``deploy_stdout``, ``deploy_stderr`` and ``deploy_status_code`` as
 one JSON object.
 """
@@ -17,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -47,14 +51,18 @@ def main():
     env = os.environ
     state = env.get("HEAT_APPLY_CONFIG_STATE",
                     "/var/lib/heat-config/apply-config")
-    command = env.get("HEAT_APPLY_CONFIG_COMMAND", "os-apply-config")
+    command = env.get("HEAT_APPLY_CONFIG_CMD") or env.get(
+        "HEAT_APPLY_CONFIG_COMMAND", "os-apply-config")
     deployment = json.load(sys.stdin)
     config = deployment.get("config") or {}
     if not isinstance(config, dict):
         json.dump({"deploy_stdout": "", "deploy_status_code": 1,
                    "deploy_stderr": "config is not a mapping"}, sys.stdout)
         return 0
-    os.makedirs(state, mode=0o700, exist_ok=True)
+    try:
+        os.makedirs(state, mode=0o700, exist_ok=True)
+    except OSError:
+        state = tempfile.mkdtemp(prefix="heat-apply-config-")
     path = os.path.join(state,
                         record_name(deployment.get("id", "unnamed")) + ".json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
