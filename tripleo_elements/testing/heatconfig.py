@@ -25,7 +25,8 @@ from typing import Any
 from tripleo_elements.testing.elements import element_path
 
 __all__ = [
-    "heat_config_env", "HeatConfigRun", "make_deployment", "run_heat_config",
+    "heat_config_env", "HeatConfigRun", "hook_source", "make_deployment",
+    "run_heat_config",
 ]
 
 CONFIGURE_SCRIPT = "os-refresh-config/configure.d/55-heat-config"
