@@ -242,7 +242,11 @@ def _dispatch(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+        code = _dispatch(list(sys.argv[1:] if argv is None else argv))
+        # Flush here, not at interpreter exit, so a reader that went away
+        # is seen below.
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         sys.stderr.write("error[interrupted]: stopped by the user\n")
         return 130
