@@ -58,6 +58,19 @@ class HeatConfigTest(testtools.TestCase):
             sorted([f"{dep['id']}.json", f"{dep['id']}.notify.json",
                     f"{dep['id']}.signalled"]), run.records())
 
+    def test_runner_cannot_write_outside_its_root(self) -> None:
+        # A deployment writing to a host path outside the scratch root (a
+        # /tmp path: in the sandbox /tmp is private): the write succeeds
+        # in there and the host path stays untouched.
+        host = Path(self.useFixture(fixtures.TempDir()).path) / "escaped"
+        dep = self.deployment(
+            f"#!/bin/sh\necho pwned > {host}\necho done\n")
+        run = run_heat_config([dep], self.root)
+        self.assertEqual(0, run.returncode, run.stderr)
+        body = self.server.requests("/signal/1")[0].json()
+        self.assertEqual(0, body["deploy_status_code"], body)
+        self.assertFalse(host.exists(), "the hook wrote on the host")
+
     def test_records_and_deployments_file_are_private(self) -> None:
         dep = self.deployment("#!/bin/sh\ntrue\n")
         run = run_heat_config([dep], self.root)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tripleo_elements.testing.elements import element_path
+from tripleo_elements.testing.scripts import run_script
 
 __all__ = [
     "heat_config_env", "HeatConfigRun", "hook_source", "make_deployment",
@@ -123,7 +124,8 @@ def run_heat_config(deployments: Sequence[Mapping[str, Any]] | None,
                     env: Mapping[str, str] | None = None,
                     attempts: int = 3, backoff: float = 0.05,
                     element_dir: Path | None = None,
-                    timeout: float = 120) -> HeatConfigRun:
+                    timeout: float = 120,
+                    sandbox: bool = True) -> HeatConfigRun:
     """Write ``deployments`` and run 55-heat-config once, unprivileged.
 
     The hooks of the ``heat-config-GROUP`` elements are installed under
@@ -133,7 +135,10 @@ def run_heat_config(deployments: Sequence[Mapping[str, Any]] | None,
     with this interpreter (so the client libraries of its venv are there).
     ``deployments=None`` leaves the deployments file as it is (a second
     run of the same metadata).  Retries are fast by default (``attempts``
-    tries, ``backoff`` seconds).  Nothing outside ``root`` is written.
+    tries, ``backoff`` seconds).  Nothing outside ``root`` is written:
+    by default the runner runs in the sandbox of :func:`run_script`
+    (with the host's network, for the test's loopback servers, and not
+    strict); ``sandbox=False`` runs it on the host.
     """
     root = Path(root)
     element = element_dir or element_path("heat-config")
@@ -164,10 +169,32 @@ def run_heat_config(deployments: Sequence[Mapping[str, Any]] | None,
         config_file.write_text(json.dumps(list(deployments)))
         config_file.chmod(0o600)
     run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-               "LANG": "C.UTF-8", "HOME": str(root)}
+               "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(root)}
     run_env.update(settings)
     run_env.update(env or {})
-    proc = subprocess.run([sys.executable, str(element / CONFIGURE_SCRIPT)],
-                          env=run_env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-    return HeatConfigRun(proc.returncode, proc.stdout, proc.stderr, root)
+    if not sandbox:
+        proc = subprocess.run(
+            [sys.executable, str(element / CONFIGURE_SCRIPT)],
+            env=run_env, capture_output=True, text=True, timeout=timeout,
+            check=False)
+        return HeatConfigRun(proc.returncode, proc.stdout, proc.stderr, root)
+    # In the sandbox: nothing outside ``root`` can be written; the host's
+    # network stays (the tests' loopback Heat), and this interpreter and
+    # its virtualenv are visible read-only for heat-config-notify.  Not
+    # strict: the runner and hooks start programs by path, and what they
+    # may reach is what the test wired in.
+    result = run_script(element / CONFIGURE_SCRIPT, root, env=run_env,
+                        timeout=timeout, strict=False, network=True,
+                        binds=[element, *_interpreter_binds()])
+    return HeatConfigRun(result.returncode, result.stdout, result.stderr,
+                         root)
+
+
+def _interpreter_binds() -> list[Path]:
+    """This interpreter's prefixes and the hook elements' directories, as
+    a sandboxed run needs to see them."""
+    paths = {Path(sys.prefix), Path(sys.base_prefix),
+             Path(os.path.realpath(sys.executable)).parent.parent}
+    paths.update(hook_source(group).parent.parent for group in HOOK_GROUPS)
+    return sorted(p for p in paths
+                  if not str(p).startswith(("/usr", "/bin", "/lib")))

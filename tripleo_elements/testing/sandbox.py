@@ -115,6 +115,9 @@ class Layout:
     tools: Path
     run_dir: Path
     binds: tuple[Path, ...] = ()
+    #: Share the host's network (loopback servers of a test); off by
+    #: default.
+    network: bool = False
 
 
 SOCKET = INNER + "/run/socket"
@@ -233,7 +236,8 @@ def bwrap_argv(bwrap: str, layout: Layout, created: list[Path]) -> list[str]:
     ``created`` (pass that list to :func:`cleanup` after the run).
     """
     root = layout.root
-    argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-net",
+    argv = [bwrap, "--die-with-parent", "--new-session",
+            *([] if layout.network else ["--unshare-net"]),
             "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--hostname", "sandbox", "--bind", str(root), "/"]
 

@@ -104,14 +104,16 @@ class _Options:
     strict: bool
     allow: frozenset[str]
     binds: tuple[Path, ...]
+    network: bool = False
 
 
 def _options(stubs: Iterable[Stub | str], env: Mapping[str, str] | None,
              timeout: float, sandbox: bool, strict: bool,
-             allow: Iterable[str], binds: Iterable[Path | str]) -> _Options:
+             allow: Iterable[str], binds: Iterable[Path | str],
+             network: bool = False) -> _Options:
     return _Options(tuple(map(Stub.of, stubs)), env, timeout, sandbox,
                     strict, sb.DEFAULT_ALLOW | frozenset(allow),
-                    tuple(Path(b).absolute() for b in binds))
+                    tuple(Path(b).absolute() for b in binds), network)
 
 
 def _script_binds(script: Path) -> tuple[Path, ...]:
@@ -146,7 +148,8 @@ def _run_one(script: Path, root: Path, opts: _Options,
                              sandboxed=True)
             env.setdefault("BASH_ENV", sb.BASH_ENV)
             layout = sb.Layout(root, tools, run_dir,
-                               _script_binds(script) + opts.binds)
+                               _script_binds(script) + opts.binds,
+                               opts.network)
             argv = sb.bwrap_argv(bwrap, layout, created) + argv
         else:
             program = run_dir / "stub"
@@ -215,7 +218,8 @@ def run_script(script: Path | str, root: Path, *,
                sandbox: bool = True,
                strict: bool = True,
                allow: Iterable[str] = (),
-               binds: Iterable[Path | str] = ()) -> ScriptResult:
+               binds: Iterable[Path | str] = (),
+               network: bool = False) -> ScriptResult:
     """Run ``script`` with ``root`` as scratch space and return its result.
 
     ``script`` may be relative to the current directory.  The script runs
@@ -230,8 +234,9 @@ def run_script(script: Path | str, root: Path, *,
     ``DEFAULT_ALLOW`` + ``allow`` is refused and raises
     :class:`~tripleo_elements.errors.CommandNotAllowed` after the run.
     ``binds`` are more host paths made visible read-only (the script's
-    element directory always is).  ``sandbox=False`` runs the script on
-    the host with stubs first on ``PATH``: nothing is refused.
+    element directory always is); ``network=True`` keeps the host's
+    network (for a test's loopback servers).  ``sandbox=False`` runs the
+    script on the host with stubs first on ``PATH``: nothing is refused.
 
     Raises :class:`~tripleo_elements.errors.ScriptTimedOut` (with the
     output and calls so far) after ``timeout`` seconds and
@@ -240,7 +245,8 @@ def run_script(script: Path | str, root: Path, *,
     """
     root = Path(root).absolute()
     root.mkdir(parents=True, exist_ok=True)
-    opts = _options(stubs, env, timeout, sandbox, strict, allow, binds)
+    opts = _options(stubs, env, timeout, sandbox, strict, allow, binds,
+                    network)
     return _run_one(Path(script).absolute(), root, opts, stdin)
 
 
