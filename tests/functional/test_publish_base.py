@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,6 +39,18 @@ def make_image(path: Path, seed: bytes, mib: int = IMAGE_MIB) -> Path:
                     str(raw), str(path)], check=True)
     raw.unlink()
     return path
+
+
+def interrupt_after_a_third(size: int) -> Callable[[int], None]:
+    """A progress callback that raises KeyboardInterrupt (Ctrl-C) once a
+    third of ``size`` bytes has been sent."""
+    done = [0]
+
+    def progress(n: int) -> None:
+        done[0] += n
+        if done[0] > size // 3:
+            raise KeyboardInterrupt
+    return progress
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -166,14 +179,7 @@ class ProviderContract(_Base):
     def test_interrupted_upload_cleans_up_at_once(self) -> None:
         # Ctrl-C (KeyboardInterrupt) a third of the way, server alive: the
         # multipart upload is aborted / the segments deleted right away.
-        size = self.image_b.stat().st_size
-        done = [0]
-
-        def interrupt(n: int) -> None:
-            done[0] += n
-            if done[0] > size // 3:
-                raise KeyboardInterrupt
-
+        interrupt = interrupt_after_a_third(self.image_b.stat().st_size)
         self.assertRaises(KeyboardInterrupt, self.publish, self.image_b,
                           "intr", progress=interrupt)
         digest = core.sha256_file(self.image_b)

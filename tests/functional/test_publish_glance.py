@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 
 import testtools
 
-from tests.functional.test_publish_base import make_image
+from tests.functional.test_publish_base import (
+    interrupt_after_a_third, make_image)
 from tripleo_elements.publish import core, target
 from tripleo_elements.publish.errors import MaintenanceMode, PublishError
 from tripleo_elements.publish.testservers import GlanceServer
@@ -109,14 +110,7 @@ class TestGlanceProvider(testtools.TestCase):
                               if ".uploading-" in (i.name or "")])
 
     def test_interrupted_upload_deletes_the_staging_image(self) -> None:
-        size = self.image_b.stat().st_size
-        done = [0]
-
-        def interrupt(n: int) -> None:
-            done[0] += n
-            if done[0] > size // 3:
-                raise KeyboardInterrupt
-
+        interrupt = interrupt_after_a_third(self.image_b.stat().st_size)
         self.assertRaises(KeyboardInterrupt, self.publish, self.image_b,
                           interrupt, "intr")
         self.assertEqual([], [i.name for i in self.conn().image.images()
