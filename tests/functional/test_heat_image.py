@@ -12,7 +12,8 @@ Root-only tier (skipped, with the reason, where this host cannot build).
    deployment without reboot, a cfn-signal WaitCondition, SSH as
    ``stack``, and lvextend on a mounted LVM volume.
 And the lvextend check once more on an image built without
-lvm-udev-lvextend-fix, recording whether the bug shows on Debian 12.
+lvm-udev-lvextend-fix, recording whether the bug shows on Debian 12
+(only with ``TIE_RECORD_LVEXTEND_NOFIX=1``: it costs a build and a boot).
 
 ``TIE_HEAT_IMAGE`` / ``TIE_NOFIX_IMAGE`` name prebuilt images to use
 instead (to iterate on the checks); ``TIE_IMAGE_CACHE`` the cache;
@@ -57,6 +58,7 @@ CANARIES = {
 FIRST_SIGNAL_TIMEOUT = 900.0
 NEXT_SIGNAL_TIMEOUT = 300.0
 VM_TIME_LIMIT = 2400.0
+RECORD_NOFIX_VAR = "TIE_RECORD_LVEXTEND_NOFIX"
 
 
 def build_env() -> dict[str, str]:
@@ -369,6 +371,11 @@ class TestLvextendWithoutFix(HeatTestCase):
     """
 
     def test_record_lvextend_without_fix(self) -> None:
+        # An extra build and boot (about 11 minutes under TCG) that only
+        # records a finding; CI's time budget leaves it to explicit runs.
+        if os.environ.get(RECORD_NOFIX_VAR) != "1":
+            self.skipTest(f"records a finding only; set {RECORD_NOFIX_VAR}=1 "
+                          "to build and boot the image without the fix")
         image = self.image(NOFIX_IMAGE)
         stack = self.boot(image)
         keys = stack.add_key_deployment("apply-keys")
