@@ -18,8 +18,10 @@ from typing import TextIO
 from tripleo_elements import build, errors, graph, host, options, process
 from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import ElementIndex, default_roots, discover
+from tripleo_elements.images import cli as images_cli
 
-SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check", "publish")
+SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check", "publish",
+               "validate", "lock", "update")
 
 
 def _version() -> str:
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("publish", help="upload a built image to a directory, "
                    "Glance, Swift or S3 (see build-image publish -h)",
                    add_help=False)
+    images_cli.extend_parser(sub)
     return parser
 
 
@@ -234,6 +237,8 @@ def _dispatch(argv: list[str]) -> int:
         argv.insert(0, "build")
     try:
         args = build_parser().parse_args(argv)
+        if images_cli.handles(args):
+            return images_cli.run(args, sys.stdout)
         return HANDLERS[args.command](args, sys.stdout)
     except errors.TieError as exc:
         sys.stderr.write(exc.render() + "\n")

@@ -247,6 +247,28 @@ class VerifyError(PublishError):
     ref = "publish-verify"
 
 
+class DefinitionError(TieError):
+    """An image definitions file (images.yaml) is not valid: the message
+    names the file, the line and the key path."""
+
+    ref = "images-file"
+
+
+class SourceError(TieError):
+    """An element source (git or path) cannot be used as given: unsafe
+    URL or ref, unreachable with nothing cached, a subdir escaping its
+    checkout, a broken ``requires``/``settings``/``bindep.txt``."""
+
+    ref = "source"
+
+
+class LockStale(TieError):
+    """``--locked``: a source's ref no longer points at the locked
+    commit, or that commit is gone."""
+
+    ref = "lock-stale"
+
+
 class PackageMissing(TieError):
     """A test helper needs a program that is not installed; the message
     names the package that provides it."""

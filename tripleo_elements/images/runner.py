@@ -1,0 +1,171 @@
+"""``build-image build -f FILE``: many images, each in isolation.
+
+The prepared images of a file flow in; every check that needs no build
+runs first for all of them (publish targets, host packages of the
+sources, host tools, writable outputs, distinct outputs); then each
+image is planned and built by :func:`tripleo_elements.build.execute`
+(its own work directory, its own private copy of the download cache,
+its own lock), up to ``--parallel`` at once, its provenance recorded
+(:mod:`.sbom`) and its ``publish:`` list carried out.  Out flows a
+summary table and an exit code: 0 when every image was built (and
+published), 1 otherwise.  Without ``--keep-going`` no new build starts
+after a failure; those images are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from tripleo_elements import build, errors, host
+from tripleo_elements.images import project, sbom, sources
+from tripleo_elements.plan import BuildPlan
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    name: str
+    result: str
+    seconds: float = 0.0
+    size: int = 0
+    path: str = ""
+    error: str = ""
+
+
+class _Lines:
+    """Phase lines of several builds, one whole line at a time."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+
+def _reporter(name: str, lines: _Lines) -> Any:
+    last: list[str] = []
+
+    def report(phase: str, _script: str | None) -> None:
+        if not last or last[-1] != phase:
+            last.append(phase)
+            lines.write(f"{time.strftime('%H:%M:%S')} [{name}] phase "
+                        f"{phase}\n")
+    return report
+
+
+def _one(prepared: project.Prepared, plan: BuildPlan, targets: list[Any],
+         origins: dict[str, str], lines: _Lines) -> Outcome:
+    from tripleo_elements.publish import cli as publish_cli
+    name = prepared.image.name
+    started = time.monotonic()
+    lines.write(f"[{name}] building {plan.output} from "
+                f"{len(plan.elements)} elements; log: {plan.log}\n")
+    try:
+        result = build.execute(plan, prepared.environ,
+                               _reporter(name, lines))
+        main = result.artifacts[0] if result.artifacts else None
+        sbom.record(result.manifest, plan.output, name,
+                    project.provenance(prepared, plan.elements), origins,
+                    prepared.options.to_json(),
+                    main.path if main else None,
+                    main.sha256 if main else None)
+        for tgt in targets:
+            if main is None:
+                raise errors.PublishError(
+                    f"image '{name}' wrote no file to publish",
+                    "drop its publish: list")
+            location = publish_cli.publish_image(main.path, tgt,
+                                                 prepared.environ,
+                                                 sys.stderr)
+            lines.write(f"[{name}] published to {location.url}\n")
+    except errors.TieError as exc:
+        lines.write(f"[{name}] {exc.render()}\n")
+        return Outcome(name, "failed", time.monotonic() - started,
+                       error=exc.message.splitlines()[0])
+    size = sum(a.size for a in result.artifacts)
+    path = str(main.path) if main else str(plan.output)
+    return Outcome(name, "ok", time.monotonic() - started, size, path)
+
+
+def _check(items: Sequence[project.Prepared], plans: Sequence[BuildPlan],
+           proj: project.Project) -> None:
+    outputs: dict[str, str] = {}
+    for prepared, plan in zip(items, plans):
+        other = outputs.setdefault(str(plan.output), prepared.image.name)
+        if other != prepared.image.name:
+            raise errors.UsageError(
+                f"images '{other}' and '{prepared.image.name}' both write "
+                f"{plan.output}", "give one of them another 'output'")
+    sources.check_bindep(proj.sources)
+    host.check_host_tools()
+    for plan in plans:
+        build.check_writable(plan)
+
+
+def table(outcomes: Sequence[Outcome]) -> str:
+    rows = [("IMAGE", "RESULT", "TIME", "SIZE", "PATH")]
+    for o in outcomes:
+        rows.append((o.name, o.result,
+                     f"{o.seconds:.0f} s" if o.result != "skipped" else "-",
+                     f"{o.size / 2**20:.1f} MiB" if o.size else "-",
+                     o.path or o.error or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths))
+                   + "  " + r[4] + "\n" for r in rows)
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    from tripleo_elements.images import cli as images_cli
+    if args.parallel < 1:
+        raise errors.UsageError(f"--parallel {args.parallel}: needs 1 or "
+                                "more", "--parallel 2")
+    proj, items = project.each_image(args.file, args.only, args, os.environ,
+                                     locked=args.locked,
+                                     warn=images_cli.warn)
+    plans = [images_cli.image_plan(p) for p in items]
+    for prepared, plan in zip(items, plans):
+        for warning in plan.warnings:
+            sys.stderr.write(f"warning: [{prepared.image.name}] "
+                             f"{warning}\n")
+    targets = {p.image.name: project.publish_targets(p.image, os.environ)
+               for p in items}
+    _check(items, plans, proj)
+    origins = {s.name: s.origin for s in proj.sources}
+    lines = _Lines(out)
+    failed = threading.Event()
+    outcomes: dict[str, Outcome] = {}
+
+    def job(prepared: project.Prepared, plan: BuildPlan) -> Outcome:
+        if failed.is_set() and not args.keep_going:
+            return Outcome(prepared.image.name, "skipped",
+                           error="not started after a failure")
+        outcome = _one(prepared, plan, targets[prepared.image.name],
+                       origins, lines)
+        if outcome.result != "ok":
+            failed.set()
+        return outcome
+
+    if args.parallel == 1 or len(items) == 1:
+        # In the main thread: Ctrl-C reaches the build's own handler,
+        # which stops disk-image-create and cleans up.
+        for prepared, plan in zip(items, plans):
+            outcomes[prepared.image.name] = job(prepared, plan)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+            futures = {pool.submit(job, p, plan): p.image.name
+                       for p, plan in zip(items, plans)}
+            for future in concurrent.futures.as_completed(futures):
+                outcomes[futures[future]] = future.result()
+    ordered = [outcomes[p.image.name] for p in items]
+    out.write(table(ordered))
+    return 0 if all(o.result == "ok" for o in ordered) else 1
