@@ -262,6 +262,13 @@ class SourceError(TieError):
     ref = "source"
 
 
+class SourceUnreachable(SourceError):
+    """A git source's remote cannot be reached and nothing usable is
+    cached."""
+
+    ref = "source-unreachable"
+
+
 class LockStale(TieError):
     """``--locked``: a source's ref no longer points at the locked
     commit, or that commit is gone."""

@@ -60,6 +60,15 @@ class DefinitionsTest(testtools.TestCase):
         self.assertNotIn("\n", rendered)
         return exc.message
 
+    def test_schema_ships_and_is_valid(self) -> None:
+        import jsonschema
+        self.assertEqual("tripleo_elements",
+                         definitions.SCHEMA_FILE.parent.parent.name)
+        jsonschema.Draft202012Validator.check_schema(definitions.schema())
+        manifest = (definitions.SCHEMA_FILE.parents[2] / "MANIFEST.in")
+        self.assertIn("recursive-include tripleo_elements *.json",
+                      manifest.read_text())
+
     def test_good_file(self) -> None:
         defs = definitions.parse(GOOD, self.file)
         self.assertEqual(["one", "two"], [i.name for i in defs.images])

@@ -137,6 +137,16 @@ class SourcesTest(testtools.TestCase):
         self.assertIn("source 's' ref main", exc.message)
         self.assertIn(old[:12], exc.message)
         self.assertIn(new[:12], exc.message)
+        # A deleted branch is stale too (not "unreachable").
+        git(repo, "branch", "-q", "gone")
+        gone = SourceSpec("s", git=self.url(repo), ref="gone")
+        self.resolve(gone)
+        git(repo, "branch", "-q", "-D", "gone")
+        exc = self.assertRaises(errors.LockStale, self.resolve, gone,
+                                locked={"s": sources.LockedSource(new,
+                                                                  "gone")})
+        self.assertIn("ref gone: locked", exc.message)
+        self.assertEqual([], self.warnings)
         # update: the source named fresh moves.
         (found,) = self.resolve(spec, locked=locked, fresh=frozenset("s"))
         self.assertEqual(new, found.commit)

@@ -204,7 +204,7 @@ class GitCache:
         what = f"ref '{ref}'" if ref else "its default branch"
         if commit is None:
             if problem:
-                raise errors.SourceError(
+                raise errors.SourceUnreachable(
                     f"source '{name}': {redact(url)} cannot be reached "
                     f"({problem}) and nothing is cached for {what}",
                     "check the URL and the network, then run again")

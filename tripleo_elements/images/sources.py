@@ -169,12 +169,19 @@ def _commit(spec: SourceSpec, url: str, cache: gitcache.GitCache,
     want = locked[spec.name]
     try:
         resolved = cache.resolve(spec.name, url, spec.ref)
-    except errors.SourceError:
+    except errors.SourceUnreachable:
         if cache.has_commit(url, want.commit):
             warn(f"source '{spec.name}': {shown} cannot be reached; using "
                  f"the cached locked commit {want.commit[:12]}")
             return want.commit
         raise
+    except errors.SourceError as exc:
+        # Reachable, but the ref is gone.
+        raise errors.LockStale(
+            f"source '{spec.name}' ref {ref_text}: locked "
+            f"{want.commit[:12]}, current: none ({exc.message})",
+            f"fix 'ref', or run build-image update -f FILE {spec.name}"
+        ) from None
     if not resolved.fresh:
         if cache.has_commit(url, want.commit):
             warn(f"source '{spec.name}': {shown} cannot be reached; using "
