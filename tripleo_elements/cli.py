@@ -21,7 +21,7 @@ from tripleo_elements.discovery import ElementIndex, default_roots, discover
 from tripleo_elements.images import cli as images_cli
 
 SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check", "publish",
-               "validate", "lock", "update")
+               "validate", "lock", "update", "host-packages")
 
 
 def _version() -> str:

@@ -163,6 +163,9 @@ class RunnerTest(testtools.TestCase):
         self.assertEqual(2, code)
         self.assertIn("source 'mine' needs tie-no-such-package-zz", err)
         self.assertFalse((self.tmp / "out").exists())
+        # What tools/setup-host -f FILE installs.
+        code, out, err = self.run_cli("host-packages", "-f", str(file))
+        self.assertEqual((0, "tie-no-such-package-zz\n"), (code, out), err)
 
     def test_bad_publish_target_stops_before_fetching(self) -> None:
         file = self.write("images:\n  - name: one\n    elements: [app]\n"

@@ -21,7 +21,7 @@ from tripleo_elements import graph, plan as plan_mod
 from tripleo_elements.images import definitions, lock, project
 
 #: Subcommands that exist only with an images file.
-COMMANDS = ("validate", "lock", "update")
+COMMANDS = ("validate", "lock", "update", "host-packages")
 #: Subcommands that take ``-f FILE`` in place of ``-e ...``.
 REQUEST_COMMANDS = ("build", "plan", "graph", "why", "list")
 
@@ -60,6 +60,10 @@ def extend_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                        "current commits (the named ones, or all)")
     _file_args(p, only=False)
     p.add_argument("sources", nargs="*", metavar="SOURCE")
+    p = sub.add_parser("host-packages", help="the Debian packages the "
+                       "file's sources need (bindep.txt) and this host "
+                       "lacks, one a line (tools/setup-host installs them)")
+    _file_args(p, only=False)
 
 
 def handles(args: argparse.Namespace) -> bool:
@@ -218,6 +222,17 @@ def cmd_update(args: argparse.Namespace, out: TextIO) -> int:
     return cmd_lock(args, out, fresh=list(args.sources))
 
 
+def cmd_host_packages(args: argparse.Namespace, out: TextIO) -> int:
+    from tripleo_elements.images import sources
+    proj = project.load_project(_need_file(args), os.environ)
+    for warning in proj.warnings:
+        warn(warning)
+    missing = sources.missing_packages(proj.sources)
+    for package in sorted({p for ps in missing.values() for p in ps}):
+        out.write(package + "\n")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
     from tripleo_elements.images import runner
     if args.dry_run:
@@ -226,7 +241,8 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
 
 
 HANDLERS = {"validate": cmd_validate, "lock": cmd_lock,
-            "update": cmd_update, "plan": cmd_plan, "list": cmd_list,
+            "update": cmd_update, "host-packages": cmd_host_packages,
+            "plan": cmd_plan, "list": cmd_list,
             "graph": cmd_graph, "why": cmd_why, "build": cmd_build}
 
 
