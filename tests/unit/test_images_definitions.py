@@ -236,6 +236,13 @@ class ValidateCliTest(testtools.TestCase):
         self.assertIn("path", err)
         self.assertFalse((self.tmp / "cache").exists())
 
+    def test_file_flags_need_a_file(self) -> None:
+        for argv in (["build", "--parallel", "2"], ["plan", "--locked"],
+                     ["graph", "--only", "x"]):
+            code, out, err = self.run_cli(*argv)
+            self.assertEqual(2, code)
+            self.assertIn("needs -f FILE", err)
+
     def test_unknown_only(self) -> None:
         good = self.tmp / "images.yaml"
         good.write_text("images:\n  - name: a\n")

@@ -92,6 +92,32 @@ class SourcesTest(testtools.TestCase):
         self.assertEqual(1, len(list((self.tmp / "cache" / "mirrors")
                                      .iterdir())))
 
+    def test_concurrent_resolutions_share_one_mirror(self) -> None:
+        import threading
+        repo = self.tmp / "repo"
+        head = make_repo(repo, ELEMENT)
+        spec = SourceSpec("s", git=self.url(repo))
+        found: list[str] = []
+        failures: list[BaseException] = []
+
+        def one() -> None:
+            try:
+                cache = gitcache.GitCache(self.tmp / "cache")
+                (source,) = sources.resolve([spec], cache, warn=print)
+                found.append(source.commit or "")
+                self.assertTrue((source.elements_dir / "app").is_dir())
+            except BaseException as exc:
+                failures.append(exc)
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual([], failures)
+        self.assertEqual([head] * 4, found)
+        self.assertEqual([head], [p.name for p in (
+            self.tmp / "cache" / "checkouts").iterdir()])
+
     def test_unknown_ref(self) -> None:
         repo = self.tmp / "repo"
         make_repo(repo, ELEMENT)
@@ -154,7 +180,8 @@ class SourcesTest(testtools.TestCase):
     def test_hostile_urls_refused(self) -> None:
         for url in ("--upload-pack=touch /tmp/x", "ext::sh -c touch% /tmp/x",
                     "http://example.invalid/r", "git@host:path",
-                    "-ufoo", "file:///tmp/a b", "https://h/x\nrm"):
+                    "-ufoo", "file:///tmp/a b", "https://h/x\nrm",
+                    "ssh://-oProxyCommand=touch%20x/r", "https:///r"):
             exc = self.assertRaises(errors.SourceError, self.resolve,
                                     SourceSpec("s", git=url))
             self.assertIn("refused URL", exc.message)
@@ -175,6 +202,12 @@ class SourcesTest(testtools.TestCase):
                                          "/r.git"))
         self.assertEqual("ssh://git@example.invalid/r",
                          gitcache.redact("ssh://git@example.invalid/r"))
+        self.assertEqual(
+            "fatal: unable to access 'https://***@h.invalid/r/': no",
+            gitcache.redact("fatal: unable to access "
+                            "'https://tok:hunter2@h.invalid/r/': no"))
+        self.assertEqual("https://***@h.invalid",
+                         gitcache.redact("https://token@h.invalid"))
         url = "https://user:hunter2@127.0.0.1:9/r.git"
         exc = self.assertRaises(errors.SourceError, self.resolve,
                                 SourceSpec("s", git=url))
@@ -336,6 +369,16 @@ class LockCliTest(testtools.TestCase):
         code, _, err = self.run_cli("plan", "-f", str(self.file), "--locked")
         self.assertEqual(2, code)
         self.assertIn("images.yaml.lock does not exist", err)
+
+    def test_why_and_graph_with_a_file(self) -> None:
+        code, out, err = self.run_cli("why", "-f", str(self.file),
+                                      "debootstrap")
+        self.assertEqual(0, code, err)
+        self.assertEqual("app -> debian-minimal -> debootstrap\n", out)
+        code, out, err = self.run_cli("graph", "-f", str(self.file),
+                                      "--format", "dot")
+        self.assertEqual(0, code, err)
+        self.assertIn('"app" -> "debian-minimal"', out)
 
     def test_list_shows_source_and_overrides(self) -> None:
         commit(self.repo, {"elements/base/README.rst": "mine\n"})

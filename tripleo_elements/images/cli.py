@@ -67,8 +67,18 @@ def extend_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def handles(args: argparse.Namespace) -> bool:
-    return args.command in COMMANDS or \
-        getattr(args, "file", None) is not None
+    if args.command in COMMANDS or getattr(args, "file", None) is not None:
+        return True
+    given = [flag for flag, dest, default in (
+        ("--only", "only", []), ("--locked", "locked", False),
+        ("--parallel", "parallel", 1), ("--keep-going", "keep_going", False))
+        if getattr(args, dest, default) != default]
+    if given:
+        from tripleo_elements import errors
+        raise errors.UsageError(f"{given[0]} needs -f FILE",
+                                f"build-image {args.command} -f images.yaml "
+                                f"{given[0]} ...")
+    return False
 
 
 def warn(text: str) -> None:

@@ -45,18 +45,19 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
     return Path(base) / "tripleo-image-elements" / "git"
 
 
-def redact(url: str) -> str:
-    """``url`` without a password (``user:pass@`` -> ``***@``)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at:
-        return url
-    if ":" in userinfo or scheme != "ssh":
-        userinfo = "***"
-    return f"{scheme}://{userinfo}@{host}{slash}{path}"
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/@\s'\"]+)@")
+
+
+def redact(text: str) -> str:
+    """``text`` (a URL, or a message quoting URLs) without passwords or
+    tokens: ``https://user:pass@host`` -> ``https://***@host``; only a
+    plain ssh user name (``ssh://git@host``) is kept."""
+    def hide(match: re.Match[str]) -> str:
+        scheme, userinfo = match.group(1), match.group(2)
+        if scheme.lower() == "ssh" and ":" not in userinfo:
+            return match.group(0)
+        return f"{scheme}://***@"
+    return _USERINFO.sub(hide, text)
 
 
 def check_url(url: str, source: str) -> None:
@@ -69,7 +70,13 @@ def check_url(url: str, source: str) -> None:
             f"source '{source}': refused URL '{errors.one_line(shown)}' "
             "(starts with '-' or holds spaces or control characters)",
             "give a plain https://, ssh://, git:// or file:// URL")
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    parts = urlsplit(url) if "://" in url else None
+    scheme = parts.scheme.lower() if parts else ""
+    if parts is not None and scheme != "file" and \
+            (parts.hostname or "-").startswith("-"):
+        raise errors.SourceError(
+            f"source '{source}': refused URL '{shown}': no host, or a host "
+            "that starts with '-'", "give the server's name")
     if scheme not in SCHEMES:
         raise errors.SourceError(
             f"source '{source}': refused URL '{shown}': only "
