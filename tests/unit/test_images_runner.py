@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -174,6 +175,58 @@ class RunnerTest(testtools.TestCase):
         self.assertEqual(2, code)
         self.assertIn("no-such-provider", err)
         self.assertFalse((self.tmp / "xdg").exists())
+
+    def test_ctrl_c_stops_parallel_builds_and_cleans_up(self) -> None:
+        import signal
+        import subprocess
+        import sys
+        import time
+        file = self.write(
+            "images:\n"
+            "  - name: one\n    elements: [debian-minimal]\n"
+            "  - name: two\n    elements: [debian-minimal]\n")
+        driver = self.tmp / "driver.py"
+        driver.write_text(f"""\
+import sys
+from tests.unit.test_plan import SOURCES
+from tripleo_elements import cli, plan
+from tripleo_elements.images import cli as images_cli, runner
+def image_plan(p):
+    return plan.make_plan(p.options, p.index, p.environ,
+                          apt_sources=SOURCES,
+                          dib_command={str(self.tmp / "fake-dib")!r})
+images_cli.image_plan = image_plan
+runner.host.check_host_tools = lambda: None
+sys.exit(cli.main(["build", "-f", {str(file)!r}, "--parallel", "2"]))
+""")
+        env = dict(os.environ, FAKE_DIB_MODE="hang",
+                   PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        proc = subprocess.Popen([sys.executable, str(driver)], env=env,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        logs = [self.tmp / "out" / f"{n}.log" for n in ("one", "two")]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(
+                p.exists() and "waiting" in p.read_text() for p in logs):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(130, proc.returncode, out + err)
+        for log in logs:
+            self.assertIn("cleanup trap ran", log.read_text())
+        self.assertRegex(out, r"\none +failed")
+        self.assertEqual([], [p.name for p in (self.tmp / "out").iterdir()
+                              if p.name.endswith(".tie-build")])
+
+    def test_stop_children_stops_only_own_group_leaders(self) -> None:
+        import subprocess
+        leader = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        same_group = subprocess.Popen(["sleep", "60"])
+        self.addCleanup(same_group.wait)
+        self.addCleanup(same_group.kill)
+        self.assertEqual([leader.pid], runner.stop_children())
+        self.assertEqual(-15, leader.wait(timeout=10))
+        self.assertIsNone(same_group.poll())
 
     def test_table(self) -> None:
         text = runner.table([runner.Outcome("a", "ok", 3.2, 2**20, "/x"),

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from tripleo_elements import build, errors, host
@@ -112,6 +115,27 @@ def _check(items: Sequence[project.Prepared], plans: Sequence[BuildPlan],
         build.check_writable(plan)
 
 
+def stop_children(sig: int = signal.SIGTERM) -> list[int]:
+    """Send ``sig`` to the process group of each child of this process
+    that leads its own group (the builds' disk-image-create); returns
+    their pids."""
+    me, stopped = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and int(fields[1]) == me and \
+                fields[2] == entry:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(entry), sig)
+                stopped.append(int(entry))
+    return sorted(stopped)
+
+
 def table(outcomes: Sequence[Outcome]) -> str:
     rows = [("IMAGE", "RESULT", "TIME", "SIZE", "PATH")]
     for o in outcomes:
@@ -161,11 +185,29 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         for prepared, plan in zip(items, plans):
             outcomes[prepared.image.name] = job(prepared, plan)
     else:
-        with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(args.parallel)
+        futures: dict[concurrent.futures.Future[Outcome], str] = {}
+        try:
             futures = {pool.submit(job, p, plan): p.image.name
                        for p, plan in zip(items, plans)}
             for future in concurrent.futures.as_completed(futures):
                 outcomes[futures[future]] = future.result()
+        except KeyboardInterrupt:
+            # Only the main thread sees Ctrl-C: stop the running builds
+            # the way a lone build is stopped, let them clean up, and
+            # start no other.
+            args.keep_going = False
+            failed.set()
+            stop_children()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future, name in futures.items():
+                if future.done() and not future.cancelled():
+                    outcomes[name] = future.result()
+            out.write(table([outcomes.get(p.image.name, Outcome(
+                p.image.name, "skipped")) for p in items]))
+            raise
+        finally:
+            pool.shutdown(wait=True)
     ordered = [outcomes[p.image.name] for p in items]
     out.write(table(ordered))
     return 0 if all(o.result == "ok" for o in ordered) else 1
