@@ -98,7 +98,7 @@ class DriverCase(testtools.TestCase):
         metadata.parent.mkdir(parents=True, exist_ok=True)
         metadata.write_text(json.dumps(doc))
         run_env = {"OS_CONFIG_FILES": str(metadata),
-                   "TIE_MENU_LIB": str(self.driver / "install.d"),
+                   "TIE_MENU_LIB": str(self.driver / "tie-menu-lib"),
                    "TIE_MENU_OAC": os_apply_config_command(),
                    # The sandbox's /usr is the host's: point at the root.
                    "TIE_MENU_FILE": str(self.share / "menu.json"),

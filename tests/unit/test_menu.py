@@ -392,6 +392,6 @@ class TestRender(MenuCase):
 class TestGuestCopy(testtools.TestCase):
 
     def test_the_image_runs_the_same_rules(self) -> None:
-        copy = ROOT / "elements/menu-driver/install.d/tie_menu_rules.py"
+        copy = ROOT / "elements/menu-driver/tie-menu-lib/tie_menu_rules.py"
         self.assertEqual((ROOT / "tripleo_elements/menu/rules.py")
                          .read_bytes(), copy.read_bytes())

@@ -2,7 +2,7 @@
 
 Standard library only: this file also runs inside the image, where the
 ``menu-driver`` element installs a byte-identical copy
-(``elements/menu-driver/install.d/tie_menu_rules.py``; a unit test keeps
+(``elements/menu-driver/tie-menu-lib/tie_menu_rules.py``; a unit test keeps
 the two equal).  Everything here is pure: data in, data and problems out.
 
 In: a global menu (``{"features": {NAME: {...}}, "variables": {NAME:
