@@ -395,3 +395,47 @@ class TestGuestCopy(testtools.TestCase):
         copy = ROOT / "elements/menu-driver/tie-menu-lib/tie_menu_rules.py"
         self.assertEqual((ROOT / "tripleo_elements/menu/rules.py")
                          .read_bytes(), copy.read_bytes())
+
+
+class TestBuildWritesTheMenu(MenuCase):
+    """Against the fake disk-image-create of test_plan: the build hands
+    the menu to the image (TIE_MENU_FILE) and publishes NAME.menu.json."""
+
+    def test_menu_for_the_image_and_next_to_it(self) -> None:
+        import os
+
+        from tests.unit.test_plan import FAKE_DIB, SOURCES
+        from tripleo_elements import build
+        root = make_tree(self.tmp / "tree", {
+            "base": {}, "debian-minimal": {"provides": ["operating-system"]},
+            "vm": {}, "one": {"menu.yaml": MENU_B}})
+        fake = self.tmp / "fake-dib"
+        fake.write_text(FAKE_DIB.replace(
+            'env > "$FAKE_DIB_RECORD.env"\n',
+            'env > "$FAKE_DIB_RECORD.env"\n'
+            'cp "$TIE_MENU_FILE" "$FAKE_DIB_RECORD.menu"\n'))
+        fake.chmod(0o755)
+        (self.tmp / "out").mkdir()
+        record = self.tmp / "argv"
+        env = {"DIB_IMAGE_CACHE": str(self.tmp / "cache")}
+        plan = plan_mod.make_plan(
+            options.BuildOptions(output=self.tmp / "out" / "img",
+                                 elements=("one",)),
+            discover([root]), env, apt_sources=SOURCES,
+            dib_command=str(fake))
+        result = build.execute(plan, dict(os.environ, FAKE_DIB_MODE="ok",
+                                          FAKE_DIB_RECORD=str(record),
+                                          **env), lambda p, s: None)
+        seen = json.loads(record.with_suffix(".menu").read_text())
+        self.assertEqual(["web-server"], list(seen["features"]))
+        published = json.loads(
+            (self.tmp / "out" / "img.menu.json").read_text())
+        self.assertEqual(seen, published)
+        manifest = json.loads(result.manifest.read_text())
+        self.assertIn("img.menu.json", manifest["outputs"])
+        self.assertEqual({"file": "img.menu.json",
+                          "features": ["web-server"],
+                          "variables": ["keys", "web_debug", "web_mode",
+                                        "web_port"]}, manifest["menu"])
+        self.assertNotIn("img.menu.json",
+                         [a.path.name for a in result.artifacts])
