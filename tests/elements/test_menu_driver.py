@@ -293,3 +293,78 @@ class TestMetadataFromInstanceConfig(DriverCase):
                                  project=doc["menu"]["project"]).check()
         self.assertEqual("applied", self.status()["status"], result.stderr)
         self.assertIn("listen 81 ", (self.root / SITE).read_text())
+
+
+class TestBuildTime(testtools.TestCase):
+    """The build-time scripts: the menu staged and installed, the
+    features' templates installed, their units disabled."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.root = Path(self.useFixture(fixtures.TempDir()).path)
+        self.driver = element_path("menu-driver")
+        self.menu = model.menu_of(
+            (n, element_path(n)) for n in ("time-sync", "web-server"))
+        self.menu_file = self.root / "menu.json"
+        self.menu_file.write_text(json.dumps(self.menu.to_json()))
+
+    def test_extra_data_stages_the_menu(self) -> None:
+        hooks = self.root / "hooks"
+        run_script(self.driver / "extra-data.d/50-tie-menu-file", self.root,
+                   env={"TIE_MENU_FILE": str(self.menu_file),
+                        "TMP_HOOKS_PATH": str(hooks)}).check()
+        self.assertEqual(self.menu.to_json(), json.loads(
+            (hooks / "tie-menu-files/menu.json").read_text()))
+        result = run_script(self.driver / "extra-data.d/50-tie-menu-file",
+                            self.root, env={"TMP_HOOKS_PATH": str(hooks)})
+        result.check()
+        self.assertIn("empty menu", result.stdout)
+        self.assertEqual({"features": {}, "variables": {}}, json.loads(
+            (hooks / "tie-menu-files/menu.json").read_text()))
+        missing = run_script(self.driver / "extra-data.d/50-tie-menu-file",
+                             self.root, env={
+                                 "TIE_MENU_FILE": str(self.root / "nope"),
+                                 "TMP_HOOKS_PATH": str(hooks)})
+        self.assertEqual(1, missing.returncode)
+
+    def test_install_puts_everything_in_place(self) -> None:
+        hooks = self.root / "hooks"
+        (hooks / "install.d").mkdir(parents=True)
+        shutil.copy2(self.driver / "install.d/70-tie-menu-driver",
+                     hooks / "install.d")
+        shutil.copytree(self.driver / "tie-menu-lib", hooks / "tie-menu-lib")
+        (hooks / "tie-menu-files").mkdir()
+        shutil.copy2(self.menu_file, hooks / "tie-menu-files/menu.json")
+        for name in ("time-sync", "web-server"):
+            shutil.copytree(element_path(name) / "tie-menu-templates",
+                            hooks / "tie-menu-templates", dirs_exist_ok=True)
+        image = self.root / "image"
+        env = {"TIE_MENU_LIB": str(image / "lib"),
+               "TIE_MENU_SHARE": str(image / "share"),
+               "TIE_MENU_TEMPLATES": str(image / "templates"),
+               "TIE_MENU_STATE": str(image / "state")}
+        run_script(hooks / "install.d/70-tie-menu-driver", self.root,
+                   env=env, allow=["cp", "chmod", "chown", "id"]).check()
+        self.assertEqual(self.menu_file.read_bytes(),
+                         (image / "share/menu.json").read_bytes())
+        self.assertEqual((self.driver / "tie-menu-lib/tie_menu_rules.py")
+                         .read_bytes(),
+                         (image / "lib/tie_menu_rules.py").read_bytes())
+        self.assertTrue((image / "templates/web-server/etc/nginx/"
+                         "sites-enabled/tie-menu").is_file())
+        self.assertTrue((image / "templates/time-sync/etc/chrony/"
+                         "sources.d/tie-menu.sources").is_file())
+        self.assertEqual(0o700, stat.S_IMODE(
+            (image / "state").stat().st_mode))
+
+    def test_feature_units_disabled_in_the_image(self) -> None:
+        share = self.root / "share"
+        share.mkdir()
+        shutil.copy2(self.menu_file, share / "menu.json")
+        result = run_script(
+            self.driver / "post-install.d/60-tie-menu-units", self.root,
+            stubs=["systemctl"], env={"TIE_MENU_SHARE": str(share)},
+            allow=["python3"]).check()
+        self.assertEqual([("systemctl", "disable", "--", "chrony.service"),
+                          ("systemctl", "disable", "--", "nginx.service")],
+                         result.calls_of("systemctl"))
