@@ -170,6 +170,16 @@ def host_env_digest(environ: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
+def _build_code_files(package: Path) -> list[Path]:
+    """The files of ``package`` whose content can change an image: the
+    top-level modules (not ``errors.py``) and the menu package, which
+    computes the menu the build writes into the image."""
+    menu = sorted((package / "menu").glob("*.py")) + sorted(
+        (package / "menu").glob("*.json"))
+    return [p for p in sorted(package.glob("*.py")) + menu
+            if p.name not in _NOT_BUILD_CODE]
+
+
 def project_digest() -> str:
     """Our build code (not the test helpers, the checks, the publishers
     or the error classes, which cannot change what a build writes) and
@@ -177,12 +187,7 @@ def project_digest() -> str:
     from importlib import metadata
     package = Path(plan_mod.__file__).resolve().parent
     h = hashlib.sha256()
-    # The menu package computes the menu the build writes into the image.
-    menu = sorted((package / "menu").glob("*.py")) + sorted(
-        (package / "menu").glob("*.json"))
-    for path in sorted(package.glob("*.py")) + menu:
-        if path.name in _NOT_BUILD_CODE:
-            continue
+    for path in _build_code_files(package):
         name = path.relative_to(package)
         h.update(f"{name} {outputs.sha256_of(path)}\n".encode())
     h.update(f"diskimage-builder "
