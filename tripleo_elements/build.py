@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -95,6 +96,9 @@ def _execute(plan: BuildPlan, environ: Mapping[str, str],
     try:
         plan.outdir.mkdir()
         plan.tmp_dir.mkdir(parents=True)
+        # The menu-driver element installs it into the image.
+        plan.menu_file.write_text(
+            json.dumps(plan.menu, indent=2, sort_keys=True) + "\n")
         staged = tree.stage(plan.sources, parent=plan.workdir)
         staged.path.rename(plan.staged_path)
         if plan.block_device_config is not None:
@@ -119,6 +123,7 @@ def _execute(plan: BuildPlan, environ: Mapping[str, str],
                 + "\n".join(progress.tail),
                 f"read {plan.log}; re-run with -x for a shell trace")
         published = outputs.publish(plan)
+        outputs.write_menu(plan)
     except BaseException as exc:
         try:
             _remove(plan)

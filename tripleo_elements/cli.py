@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from tripleo_elements import build, errors, graph, host, options, process
@@ -21,7 +21,8 @@ from tripleo_elements.discovery import ElementIndex, default_roots, discover
 from tripleo_elements.images import cli as images_cli
 
 SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check", "publish",
-               "validate", "lock", "update", "host-packages")
+               "validate", "lock", "update", "host-packages",
+               "menu", "instance-config", "validate-metadata")
 
 
 def _version() -> str:
@@ -76,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--elements-path", action="append", default=[],
                    metavar="DIR")
     p.add_argument("--format", choices=("text", "json"), default="text")
+
+    from tripleo_elements.menu import command as menu_command
+    p = sub.add_parser("menu", help="the features and variables of an "
+                       "image (its global menu; --project adds states)")
+    options.add_arguments(p, build=False)
+    menu_command.add_menu_arguments(p)
+    p = sub.add_parser("instance-config", help="the metadata document that "
+                       "turns an instance's features on and sets variables")
+    menu_command.add_instance_arguments(p)
+    p = sub.add_parser("validate-metadata", help="check a menu metadata "
+                       "document written by hand")
+    menu_command.add_validate_arguments(p)
 
     sub.add_parser("check", help="lint elements (see build-image check -h)",
                    add_help=False)
@@ -213,14 +226,35 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
     for directory in result.directories:
         out.write(f"output:   {directory}/\n")
     out.write(f"manifest: {result.manifest}\n")
+    out.write(f"menu:     {plan.menu_output}\n")
     out.write(f"time:     {result.seconds:.0f} s\n")
     for phase, seconds in result.phases:
         out.write(f"  {phase:<16} {seconds:7.1f} s\n")
     return 0
 
 
+def cmd_menu(args: argparse.Namespace, out: TextIO) -> int:
+    from tripleo_elements.menu import command as menu_command
+    from tripleo_elements.menu import model as menu_model
+    if args.menu_from is not None:
+        menu = menu_model.load_json(args.menu_from)
+    else:
+        menu = plan_mod.menu_of(_resolution(args))
+    return menu_command.show_menu(menu, args, out)
+
+
+def _menu_handler(name: str
+                  ) -> Callable[[argparse.Namespace, TextIO], int]:
+    def handler(args: argparse.Namespace, out: TextIO) -> int:
+        from tripleo_elements.menu import command as menu_command
+        return int(getattr(menu_command, name)(args, out))
+    return handler
+
+
 HANDLERS = {"build": cmd_build, "plan": cmd_plan, "graph": cmd_graph,
-            "why": cmd_why, "list": cmd_list}
+            "why": cmd_why, "list": cmd_list, "menu": cmd_menu,
+            "instance-config": _menu_handler("instance_config"),
+            "validate-metadata": _menu_handler("validate_metadata")}
 
 
 def _dispatch(argv: list[str]) -> int:

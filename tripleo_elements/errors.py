@@ -317,3 +317,34 @@ class ScriptTimedOut(CommandTimedOut):
         self.stdout = stdout
         self.stderr = stderr
         self.calls = calls
+
+
+class MenuError(TieError):
+    """A menu (an element's ``menu.yaml``, a ``NAME.menu.json``) or a
+    project or selection file is malformed."""
+
+    ref = "menu"
+
+
+class MenuClash(MenuError):
+    """Two resolved elements define the same feature or variable."""
+
+    ref = "menu-clash"
+
+
+class MenuRefused(MenuError):
+    """A project policy or an instance selection breaks the menu: every
+    problem is printed on a line of its own."""
+
+    ref = "menu-refused"
+
+    def __init__(self, problems: list[str] | tuple[str, ...],
+                 hint: str = "") -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems), hint)
+
+    def render(self) -> str:
+        lines = [one_line(f"error[{self.ref}]: {p}") for p in self.problems]
+        if self.hint:
+            lines[-1] += one_line(f" (hint: {self.hint})")
+        return "\n".join(lines)

@@ -136,6 +136,13 @@ def packages(manifest_dir: Path) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def write_menu(plan: plan_mod.BuildPlan) -> Path:
+    """Write the image's menu as ``NAME.menu.json`` atomically."""
+    _write_atomic(plan.menu_output,
+                  json.dumps(plan.menu, indent=2, sort_keys=True) + "\n")
+    return plan.menu_output
+
+
 def write_manifest(plan: plan_mod.BuildPlan, published: Published,
                    phases: Sequence[tuple[str, float]], seconds: float
                    ) -> Path:
@@ -144,6 +151,8 @@ def write_manifest(plan: plan_mod.BuildPlan, published: Published,
     names += [n + s for n in names for s in SIDECARS
               if s == ".sha256" or plan.checksum]
     names += [d.name for d in published.directories]
+    if plan.menu_output.exists():
+        names.append(plan.menu_output.name)
     data = {
         "elements": list(plan.elements),
         "requested": list(plan.effective_request),
@@ -159,6 +168,8 @@ def write_manifest(plan: plan_mod.BuildPlan, published: Published,
         "packages": packages(plan.output.with_name(plan.output.name + ".d")),
         "phases": {p: round(s, 1) for p, s in phases},
         "seconds": round(seconds, 1),
+        "menu": {"file": plan.menu_output.name,
+                 **{k: sorted(v) for k, v in plan.menu.items()}},
     }
     _write_atomic(plan.manifest,
                   json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -17,10 +17,12 @@ import os
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from tripleo_elements import blockdev, errors, graph, host, tree
 from tripleo_elements.discovery import ElementIndex
 from tripleo_elements.graph import Resolution, resolve
+from tripleo_elements.menu import model as menu_model
 from tripleo_elements.options import (DEFAULT_DISK, DEFAULT_ENTRY,
                                       DEFAULT_OS, DEFAULT_RELEASE,
                                       BuildOptions)
@@ -43,6 +45,9 @@ SECRET_MARK = "(set)"
 DEFAULT_IMAGE_CACHE = Path("~/.cache/image-create")
 #: Host variables we replace in the build's environment.
 OWN_VARS = frozenset({"ELEMENTS_PATH", "TMP_DIR", "DIB_IMAGE_CACHE"})
+#: Where the build writes the image's global menu (the menu-driver
+#: element installs it into the image).
+MENU_VAR = "TIE_MENU_FILE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +80,23 @@ class BuildPlan:
     log: Path
     block_device_config: str | None
     warnings: tuple[str, ...]
+    #: The image's global menu (``menu.yaml`` of every element, united).
+    menu: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def manifest(self) -> Path:
         return self.output.with_name(self.output.name + ".manifest.json")
+
+    @property
+    def menu_file(self) -> Path:
+        """Where the build writes the menu for the menu-driver element
+        (``$TIE_MENU_FILE``, in the work directory)."""
+        return self.workdir / "menu.json"
+
+    @property
+    def menu_output(self) -> Path:
+        """``NAME.menu.json``, next to the image."""
+        return self.output.with_name(self.output.name + ".menu.json")
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -99,6 +117,7 @@ class BuildPlan:
             "log": str(self.log),
             "workdir": str(self.workdir),
             "warnings": list(self.warnings),
+            "menu": {k: sorted(v) for k, v in self.menu.items()},
         }
 
     def to_text(self) -> str:
@@ -126,6 +145,9 @@ class BuildPlan:
         lines.append(f"image cache: {self.image_cache} (each build works "
                      "on a hard-linked copy)")
         lines.append(f"log: {self.log}")
+        lines.append("menu: " + "; ".join(
+            f"{k} {' '.join(sorted(v)) or '(none)'}"
+            for k, v in self.menu.items()))
         for warning in self.warnings:
             lines.append(f"warning: {warning}")
         return "\n".join(lines) + "\n"
@@ -135,6 +157,12 @@ def _closure(names: Iterable[str], index: ElementIndex) -> set[str]:
     """The named elements and everything their element-deps reach."""
     reached = graph.closure(index, [n for n in names if n in index])
     return {n for n in reached if n in index}
+
+
+def menu_of(resolution: Resolution) -> menu_model.Menu:
+    """The global menu of the resolved elements (a name two of them
+    define is an error, raised here, at plan time)."""
+    return menu_model.menu_of(resolution.sources.items())
 
 
 def effective_request(options: BuildOptions, index: ElementIndex
@@ -251,6 +279,7 @@ def make_plan(options: BuildOptions, index: ElementIndex,
     resolution = resolve(index, request, arch=options.arch)
     elements = [index[n] for n in resolution.elements]
     tree.check_collisions(elements)
+    menu = menu_of(resolution)
     warnings = [s.message() for e in elements
                 for s in tree.skipped_scripts(e)] + tree.overwrites(elements)
 
@@ -262,7 +291,8 @@ def make_plan(options: BuildOptions, index: ElementIndex,
     tmp_dir = _tmp_dir(workdir, output, environ)
 
     env: dict[str, str] = {"ELEMENTS_PATH": str(staged_path),
-                           "TMP_DIR": str(tmp_dir)}
+                           "TMP_DIR": str(tmp_dir),
+                           MENU_VAR: str(workdir / "menu.json")}
     release = options.release or environ.get("DIB_RELEASE")
     os_element = resolution.virtual.get("operating-system", "")
     if os_element in DEBIAN_OS:
@@ -317,7 +347,7 @@ def make_plan(options: BuildOptions, index: ElementIndex,
         images=expected_outputs(output, options.types, resolution.elements),
         final_image=final, checksum=options.checksum,
         log=output.with_name(f"{name}.log"), block_device_config=bd_config,
-        warnings=tuple(warnings))
+        warnings=tuple(warnings), menu=menu.to_json())
 
 
 def _no_dm_block_device_config(resolution: Resolution,

@@ -17,9 +17,9 @@ from tripleo_elements.testing.elements import elements_root, list_elements
 DIB_ELEMENTS = Path(diskimage_builder.__file__).parent / "elements"
 PKG_MAP = DIB_ELEMENTS / "pkg-map/bin/pkg-map"
 STACK = {"cloud-init", "heat-cfntools", "heat-config",
-         "lvm-udev-lvextend-fix", "openssh-server", "os-apply-config",
-         "os-collect-config", "os-refresh-config", "runtime-ssh-host-keys",
-         "stackuser"}
+         "lvm-udev-lvextend-fix", "menu-driver", "openssh-server",
+         "os-apply-config", "os-collect-config", "os-refresh-config",
+         "runtime-ssh-host-keys", "stackuser"}
 
 
 class ResolutionTest(testtools.TestCase):

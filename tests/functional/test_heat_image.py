@@ -10,7 +10,8 @@ Root-only tier (skipped, with the reason, where this host cannot build).
 3.-7. One boot (qemu, KVM when it really works, else TCG): converge as
    Heat's POLL_TEMP_URL transport would, signals back, a second
    deployment without reboot, a cfn-signal WaitCondition, SSH as
-   ``stack``, and lvextend on a mounted LVM volume.
+   ``stack``, the menu (menu_checks.py: features on and off, variables,
+   an Unavailable feature refused), and lvextend on a mounted LVM volume.
 And the lvextend check once more on an image built without
 lvm-udev-lvextend-fix, recording whether the bug shows on Debian 12
 (only with ``TIE_RECORD_LVEXTEND_NOFIX=1``: it costs a build and a boot).
@@ -35,12 +36,12 @@ from testtools import content
 from testtools.matchers import Equals
 
 from tests.elements.openstack_standin import OpenStackStandIn
-from tests.functional import base, guest, heatstack
+from tests.functional import base, guest, heatstack, menu_checks
 from tripleo_elements.testing import image as image_checks
 from tripleo_elements.testing import imagecache
 
 HEAT_ARGS = ["-e", "heat-cfntools", "-e", "heat-config-ansible",
-             "-e", "heat-config-puppet"]
+             "-e", "heat-config-puppet", "-e", "time-sync", "-e", "web-server"]
 LVM_TEST_ELEMENTS = Path(__file__).resolve().parent / "elements"
 FIX_ELEMENT = "lvm-udev-lvextend-fix"
 HEAT_ENTRY = Path(__file__).resolve().parents[2] / "elements" / \
@@ -176,7 +177,8 @@ class TestHeatImageOffline(HeatTestCase):
                         + image_checks.leaked_values(
                             root, list(CANARIES.values()), outputs)
                         + image_checks.heat_stack(root)
-                        + image_checks.udev_fix(root))
+                        + image_checks.udev_fix(root)
+                        + menu_checks.image_problems(root))
             datasources = image_checks.cloud_init_datasources(root)
             if "ConfigDrive" not in datasources:
                 problems.append(f"cloud-init datasources {datasources} "
@@ -300,6 +302,10 @@ class TestHeatImageBoot(HeatTestCase):
         self.assertNotEqual(0, attempt.returncode,
                             "password login as stack succeeded")
         self.assertIn("Permission denied", attempt.stderr)
+
+        # 9: the menu: a feature on with its variables, off again with
+        # another variable changed (no reboot), an Unavailable one refused.
+        menu_checks.check_menu(self, stack, ssh, image, timings)
 
         # 7: lvextend of a mounted LV keeps it mounted (the udev fix).
         out = ssh.run("sudo -n bash -c "

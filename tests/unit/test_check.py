@@ -20,6 +20,13 @@ from tripleo_elements.discovery import discover
 
 README = Path(__file__).resolve().parents[2] / "README.rst"
 
+MENU = """features:
+  web: {description: A web server, units: [nginx.service],
+        packages: [nginx]}
+variables:
+  web_password: {type: string, secret: true, description: A password}
+"""
+
 # code -> (bad tree, good tree).  Every code of check.CHECKS must be here
 # (test_every_code_has_cases).
 CASES: dict[str, tuple[Builder, Builder]] = {
@@ -120,6 +127,24 @@ CASES: dict[str, tuple[Builder, Builder]] = {
                        "{{#a}}\nvalue\n{{/b}}\n"}),
                single({"os-apply-config/etc/a.conf":
                        "{{#a}}\nvalue {{b}}\n{{/a}}\n"})),
+    "TIE090": (single({"menu.yaml": "features:\n  a:\n    units: [x]\n"}),
+               single({"menu.yaml": MENU,
+                       "package-installs.yaml": "nginx:\n"})),
+    "TIE091": (single({"menu.yaml": MENU}),
+               single({"menu.yaml": MENU,
+                       "package-installs.yaml": "nginx:\n"})),
+    "TIE092": (single({"menu.yaml": MENU, "package-installs.yaml":
+                       "nginx:\n", "tie-menu-templates/web/etc/pw":
+                       "{{web_password}}\n"}),
+               single({"menu.yaml": MENU, "package-installs.yaml":
+                       "nginx:\n", "tie-menu-templates/web/etc/pw":
+                       "{{web_password}}\n",
+                       "tie-menu-templates/web/etc/pw.oac":
+                       "mode: 0600\n"})),
+    "TIE093": (single({"menu.yaml": MENU, "package-installs.yaml":
+                       "nginx:\n", "tie-menu-templates/wbe/etc/a": "x\n"}),
+               single({"menu.yaml": MENU, "package-installs.yaml":
+                       "nginx:\n", "tie-menu-templates/web/etc/a": "x\n"})),
     "TIE080": (single({"install.d/10-a": script()}),
                single({"install.d/10-a": script()})),
 }

@@ -10,6 +10,7 @@ The package, by topic:
   its rule's code), the file and context data rules look at;
 * :mod:`.rules_file`, :mod:`.rules_element`, :mod:`.rules_set`: the rules,
   by scope (once per file, per element, per checked set);
+  :mod:`.rules_menu`: ``menu.yaml`` and the menu features' templates;
 * :mod:`.package_installs`: the package-installs schema (the sibling
   ``package_installs.schema.json``), shared with ``plan``;
 * :mod:`.tools`: shellcheck and flake8, run over all files at once;
@@ -26,7 +27,8 @@ A file opts out of checks the way dib-lint files already do: a line
 from __future__ import annotations
 
 # The rule modules register their rules on import.
-from tripleo_elements.check import rules_element, rules_file, rules_set
+from tripleo_elements.check import (rules_element, rules_file, rules_menu,
+                                    rules_set)
 from tripleo_elements.check.command import (FORMATS, add_arguments,
                                             describe_checks, format_findings,
                                             main, run)
@@ -38,7 +40,7 @@ from tripleo_elements.check.model import (CHECKS, ELEMENT, ERROR, FILE,
 from tripleo_elements.check.targets import (is_element_dir,
                                             targets_from_paths)
 
-del rules_element, rules_file, rules_set
+del rules_element, rules_file, rules_menu, rules_set
 
 __all__ = [
     "CHECKS", "Check", "ELEMENT", "ERROR", "FILE", "FORMATS", "Finding",

@@ -271,12 +271,15 @@ def _pkg_map(src: SourceFile, ctx: Context) -> Iterator[Hit]:
 
 
 _OAC_KEYS = ("allow_empty", "group", "mode", "owner")
+#: os-apply-config template trees: the image's, and the menu features'
+#: (rendered by the menu-driver element).
+_TEMPLATE_DIRS = ("os-apply-config/", "tie-menu-templates/")
 
 
 @register("TIE070", FILE, ".oac control file with an unknown key, a "
           "quoted or out-of-range mode, or no template")
 def _oac(src: SourceFile, ctx: Context) -> Iterator[Hit]:
-    if not (src.rel.startswith("os-apply-config/")
+    if not (src.rel.startswith(_TEMPLATE_DIRS)
             and src.name.endswith(".oac")):
         return
     template = src.path.with_suffix("")
@@ -320,7 +323,7 @@ _POSITION = re.compile(r"position (\d+)")
 @register("TIE071", FILE, "os-apply-config template whose mustache does "
           "not parse")
 def _template(src: SourceFile, ctx: Context) -> Iterator[Hit]:
-    if (not src.rel.startswith("os-apply-config/")
+    if (not src.rel.startswith(_TEMPLATE_DIRS)
             or src.name.endswith(".oac") or src.executable or src.binary):
         return
     from pystache import parser

@@ -12,7 +12,8 @@ sha256 over everything the build reads that this host controls:
   with the output and work-directory paths replaced by placeholders, and
   the block-device configuration the plan writes;
 * the build host's ``DIB_*`` variables (they reach the build);
-* the source of this package's build code (``tripleo_elements/*.py``,
+* the source of this package's build code (``tripleo_elements/*.py``
+  and ``tripleo_elements/menu/``, which computes the image's menu,
   not ``testing/``) and the installed diskimage-builder version.
 
 What the key cannot see: packages changing on the mirror.  Remove the
@@ -64,7 +65,7 @@ OUTPUT_MARK = "@OUTPUT@"
 KEY_PLACEHOLDER = "tie-image-key-placeholder"
 #: Files every image of the cache has next to it (``<key><suffix>``).
 SUFFIXES = (".qcow2", ".qcow2.sha256", ".manifest.json", ".log",
-            ".build.log", ".d", ".lock")
+            ".build.log", ".d", ".lock", ".menu.json")
 _SKIP_NAMES = frozenset({"__pycache__", ".pytest_cache"})
 _NOT_BUILD_CODE = frozenset({"errors.py"})
 
@@ -169,6 +170,16 @@ def host_env_digest(environ: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
+def _build_code_files(package: Path) -> list[Path]:
+    """The files of ``package`` whose content can change an image: the
+    top-level modules (not ``errors.py``) and the menu package, which
+    computes the menu the build writes into the image."""
+    menu = sorted((package / "menu").glob("*.py")) + sorted(
+        (package / "menu").glob("*.json"))
+    return [p for p in sorted(package.glob("*.py")) + menu
+            if p.name not in _NOT_BUILD_CODE]
+
+
 def project_digest() -> str:
     """Our build code (not the test helpers, the checks, the publishers
     or the error classes, which cannot change what a build writes) and
@@ -176,10 +187,9 @@ def project_digest() -> str:
     from importlib import metadata
     package = Path(plan_mod.__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted(package.glob("*.py")):
-        if path.name in _NOT_BUILD_CODE:
-            continue
-        h.update(f"{path.name} {outputs.sha256_of(path)}\n".encode())
+    for path in _build_code_files(package):
+        name = path.relative_to(package)
+        h.update(f"{name} {outputs.sha256_of(path)}\n".encode())
     h.update(f"diskimage-builder "
              f"{metadata.version('diskimage-builder')}\n".encode())
     return h.hexdigest()
