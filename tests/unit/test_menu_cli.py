@@ -27,7 +27,7 @@ variables:
 """
 
 
-class MenuCliTest(testtools.TestCase):
+class _MenuCliBase(testtools.TestCase):
 
     def setUp(self) -> None:
         super().setUp()
@@ -62,6 +62,9 @@ class MenuCliTest(testtools.TestCase):
         path = self.tmp / "img.menu.json"
         path.write_text(out)
         return path
+
+
+class MenuCliTest(_MenuCliBase):
 
     def test_menu_json_shape(self) -> None:
         data = json.loads(self.menu_file().read_text())
@@ -163,3 +166,40 @@ class MenuCliTest(testtools.TestCase):
                                     str(self.menu_file()), str(path))
         self.assertEqual(2, code)
         self.assertIn("neither JSON nor YAML", err)
+
+
+class MenuFromImagesFileTest(_MenuCliBase):
+    """``menu -f images.yaml``: the menu of one image of the file."""
+
+    def images_file(self) -> Path:
+        path = self.tmp / "images.yaml"
+        path.write_text(
+            "sources:\n"
+            f"  - {{name: local, path: {self.root}, subdir: .}}\n"
+            "images:\n"
+            "  - {name: one, elements: [my-os, a], no_defaults: true}\n"
+            "  - {name: two, elements: [my-os, b], no_defaults: true}\n")
+        return path
+
+    def test_menu_of_one_image(self) -> None:
+        code, out, err = self.run_cli("menu", "-f", str(self.images_file()),
+                                      "--only", "one", "--format", "json")
+        self.assertEqual(0, code, err)
+        from_request = json.loads(self.menu_file().read_text())
+        self.assertEqual(from_request, json.loads(out))
+
+    def test_several_images_need_only(self) -> None:
+        code, out, err = self.run_cli("menu", "-f", str(self.images_file()))
+        self.assertEqual(2, code)
+        self.assertEqual(1, len(err.strip().splitlines()), err)
+        self.assertIn("--only", err)
+
+    def test_selection_file_is_not_an_images_file(self) -> None:
+        # instance-config's --file is a selection, not -f images.yaml.
+        selection = self.tmp / "sel.yaml"
+        selection.write_text("enable: [web-server]\n")
+        code, out, err = self.run_cli(
+            "instance-config", "--menu", str(self.menu_file()),
+            "--project", str(self.project), "--file", str(selection))
+        self.assertEqual(0, code, err)
+        self.assertIn("web-server", out)

@@ -23,7 +23,7 @@ from tripleo_elements.images import definitions, lock, project
 #: Subcommands that exist only with an images file.
 COMMANDS = ("validate", "lock", "update", "host-packages")
 #: Subcommands that take ``-f FILE`` in place of ``-e ...``.
-REQUEST_COMMANDS = ("build", "plan", "graph", "why", "list")
+REQUEST_COMMANDS = ("build", "plan", "graph", "why", "list", "menu")
 
 
 def _file_args(parser: argparse.ArgumentParser, *, only: bool = True
@@ -209,6 +209,21 @@ def cmd_why(args: argparse.Namespace, out: TextIO) -> int:
     return code
 
 
+def cmd_menu(args: argparse.Namespace, out: TextIO) -> int:
+    """The menu of one image of the file (``--only NAME`` when it holds
+    several)."""
+    from tripleo_elements.menu import command as menu_command
+    _, items = _prepared(args)
+    if len(items) != 1:
+        from tripleo_elements import errors
+        names = ", ".join(p.image.name for p in items)
+        raise errors.UsageError(
+            f"build-image menu -f: {len(items)} images ({names}); the menu "
+            "is per image", "name one with --only NAME")
+    menu = plan_mod.menu_of(project.resolution(items[0]))
+    return menu_command.show_menu(menu, args, out)
+
+
 def cmd_lock(args: argparse.Namespace, out: TextIO,
              fresh: list[str] | None = None) -> int:
     file = _need_file(args)
@@ -253,7 +268,8 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
 HANDLERS = {"validate": cmd_validate, "lock": cmd_lock,
             "update": cmd_update, "host-packages": cmd_host_packages,
             "plan": cmd_plan, "list": cmd_list,
-            "graph": cmd_graph, "why": cmd_why, "build": cmd_build}
+            "graph": cmd_graph, "why": cmd_why, "build": cmd_build,
+            "menu": cmd_menu}
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:

@@ -38,7 +38,8 @@ def add_instance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="assignments", action="append",
                         default=[], metavar="VAR=VALUE",
                         help="a list is comma-separated or a JSON list")
-    parser.add_argument("--file", type=Path, metavar="SELECTION.yaml",
+    parser.add_argument("--file", dest="selection", type=Path,
+                        metavar="SELECTION.yaml",
                         help="enable/disable/set as YAML")
 
 
@@ -63,7 +64,7 @@ def show_menu(menu: model.Menu, args: argparse.Namespace,
 def instance_config(args: argparse.Namespace, out: TextIO) -> int:
     menu = model.load_json(args.menu)
     project = policy.load_project(menu, args.project)
-    chosen = policy.selection(menu, file=args.file, enable=args.enable,
+    chosen = policy.selection(menu, file=args.selection, enable=args.enable,
                               disable=args.disable,
                               assignments=args.assignments)
     doc = policy.metadata(menu, project, chosen)
