@@ -15,11 +15,13 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from tripleo_elements import build, errors, graph, host, options, process
+from tripleo_elements import (build, buildcache, errors, graph, host,
+                              options, process)
 from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import ElementIndex, default_roots, discover
 
-SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check", "publish")
+SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check", "publish",
+               "cache")
 
 
 def _version() -> str:
@@ -55,10 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan and stop")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="plan format with --dry-run")
+    p.add_argument("--no-cache", action="store_true",
+                   help="build afresh: neither use nor fill the build cache")
 
     p = sub.add_parser("plan", help="print what a build would run")
     options.add_arguments(p, build=True)
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not look the plan up in the build cache")
 
     p = sub.add_parser("graph", help="print the element dependency graph")
     options.add_arguments(p, build=False)
@@ -80,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("publish", help="upload a built image to a directory, "
                    "Glance, Swift or S3 (see build-image publish -h)",
                    add_help=False)
+    sub.add_parser("cache", help="list or prune the build cache (see "
+                   "build-image cache -h)", add_help=False)
     return parser
 
 
@@ -97,11 +105,17 @@ def _resolution(args: argparse.Namespace) -> graph.Resolution:
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     plan = plan_mod.plan_from_options(options.from_args(args), _index(args),
                                       os.environ)
+    cached = None if getattr(args, "no_cache", False) else \
+        buildcache.describe(plan, os.environ)
     if args.format == "json":
-        out.write(json.dumps(plan.to_json(), indent=2, sort_keys=True)
-                  + "\n")
+        data = plan.to_json()
+        if cached is not None:
+            data["build_cache"] = cached
+        out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     else:
         out.write(plan.to_text())
+        if cached is not None:
+            out.write(buildcache.describe_text(cached))
     return 0
 
 
@@ -198,7 +212,8 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     reporter = _Reporter(sys.stderr)
     try:
-        result = build.execute(plan, os.environ, reporter)
+        result = buildcache.execute(plan, os.environ, reporter,
+                                    use_cache=not args.no_cache)
     finally:
         reporter.done()
     for notice in result.notices:
@@ -224,6 +239,9 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "check":
         from tripleo_elements import check
         return check.main(argv[1:])
+    if argv and argv[0] == "cache":
+        from tripleo_elements import buildcache_cli
+        return buildcache_cli.main(argv[1:])
     if argv and argv[0] == "publish":
         from tripleo_elements.publish import cli as publish_cli
         return publish_cli.main(argv[1:])
