@@ -36,6 +36,7 @@ if [ "${{1:-}}" = convert ]; then
     done
     if [ "$compressed" = 1 ]; then
         shift
+        echo "build-image: qemu-img convert -m {jobs} -W (all CPUs)" >&2
         exec "$real" convert -m {jobs} -W "$@"
     fi
 fi
