@@ -47,6 +47,7 @@ FORMAT = "tie-build-cache-1"
 IGNORED_ENV = frozenset({"DIB_IMAGE_CACHE", "DIB_DEBUG_TRACE",
                          "DIB_SHOW_IMAGE_USAGE"})
 WORKDIR_MARK = "@WORKDIR@"
+TMPDIR_MARK = "@TMPDIR@"
 OUTDIR_MARK = "@OUTDIR@"
 #: Restored text files up to this size get the output directory rewritten.
 REWRITE_LIMIT = 8 << 20
@@ -119,6 +120,9 @@ def dib_version() -> str:
 
 
 def _normalise(text: str, plan: plan_mod.BuildPlan) -> str:
+    # Where the build works is not an input; the temporary directory
+    # first: it may lie inside the work directory or elsewhere (TMP_DIR).
+    text = text.replace(str(plan.tmp_dir), TMPDIR_MARK)
     text = text.replace(str(plan.workdir), WORKDIR_MARK)
     return text.replace(str(plan.output.parent), OUTDIR_MARK)
 

@@ -284,3 +284,10 @@ class BuildCacheTest(testtools.TestCase):
                  "-o", str(self.out / "fresh")]))
         self.assertIn("build cache: miss", out.getvalue())
         self.assertIn("no earlier build of fresh", out.getvalue())
+
+    def test_where_the_build_works_is_not_an_input(self) -> None:
+        self.build(self.make())
+        self.env["TMP_DIR"] = str(self.tmp / "elsewhere-tmp")
+        (self.tmp / "elsewhere-tmp").mkdir()
+        self.assertEqual("hit", buildcache.describe(
+            self.make(), self.env, self.root)["status"])
