@@ -460,10 +460,19 @@ def execute(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
     if not use_cache:
         return build.execute(plan, environ, report)
     root = root or cache_dir(environ)
+    limit = max_size(environ)
     recorded = inputs(plan, environ)
     key = key_of(recorded)
     build.check_writable(plan)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        (root / ".locks").mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=root).close()
+    except OSError as exc:
+        # A cache that cannot be used only makes the build slower.
+        result = build.execute(plan, environ, report)
+        return dataclasses.replace(result, notices=(
+            *result.notices, f"build cache {root} not usable "
+            f"({exc.strerror or exc}): built without it"))
     with _lock(root, key, fcntl.LOCK_EX):
         with downloads.output_lock(plan.image_cache, plan.output) as free:
             if not free:
@@ -482,7 +491,8 @@ def execute(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
         except OSError as exc:
             notices.append(f"not stored in the build cache {root}: "
                            f"{exc.strerror or exc}")
-    prune(root, max_bytes=max_size(environ), keep=(key,))
+    with contextlib.suppress(OSError):
+        prune(root, max_bytes=limit, keep=(key,))
     return dataclasses.replace(result, notices=tuple(notices))
 
 
@@ -496,7 +506,13 @@ def describe(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
     recorded = inputs(plan, environ)
     key = key_of(recorded)
     answer: dict[str, object] = {"key": key, "dir": str(root)}
-    known = entries(root)
+    try:
+        known = entries(root)
+    except OSError as exc:
+        answer.update(status="miss", changed=[],
+                      reason=f"the cache cannot be read: "
+                      f"{exc.strerror or exc}")
+        return answer
     if any(e.key == key for e in known):
         answer["status"] = "hit"
         return answer

@@ -291,3 +291,18 @@ class BuildCacheTest(testtools.TestCase):
         (self.tmp / "elsewhere-tmp").mkdir()
         self.assertEqual("hit", buildcache.describe(
             self.make(), self.env, self.root)["status"])
+
+    def test_unusable_cache_only_makes_the_build_slower(self) -> None:
+        blocker = self.tmp / "xdg"
+        blocker.write_text("a file where the cache directory would be\n")
+        result, ran = self.build(self.make())
+        self.assertTrue(ran)
+        self.assertEqual("new image\n", (self.out / "img.qcow2").read_text())
+        self.assertIn("not usable", result.notices[-1])
+        answer = buildcache.describe(self.make(), self.env, self.root)
+        self.assertEqual("miss", answer["status"])
+
+    def test_bad_size_limit_is_refused_before_the_build(self) -> None:
+        self.assertRaises(errors.UsageError, self.build, self.make(),
+                          TIE_BUILD_CACHE_MAX_SIZE="lots")
+        self.assertFalse((self.out / "img.qcow2").exists())
