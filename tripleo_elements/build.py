@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from tripleo_elements import cleanup, downloads, errors, outputs, process, tree
+from tripleo_elements import (cleanup, downloads, errors, outputs, process,
+                              speedups, tree)
 from tripleo_elements.outputs import Artifact
 from tripleo_elements.plan import BuildPlan
 from tripleo_elements.progress import Progress
@@ -111,6 +112,7 @@ def _execute(plan: BuildPlan, environ: Mapping[str, str],
             # DIB finds its helpers next to the interpreter it runs under.
             env["PATH"] = os.pathsep.join(
                 [str(Path(sys.executable).parent), env.get("PATH", "")])
+            env = speedups.prepare(plan.workdir, env)
             # Line-buffered: the log is readable while the build runs.
             with open(plan.log, "w", encoding="utf-8", buffering=1) as log:
                 code = process.stream(plan.command, env=env, log=log,

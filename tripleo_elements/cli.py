@@ -15,14 +15,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from tripleo_elements import build, errors, graph, host, options, process
+from tripleo_elements import (build, buildcache, errors, graph, host,
+                              options, process)
 from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import ElementIndex, default_roots, discover
 from tripleo_elements.images import cli as images_cli
 
 SUBCOMMANDS = ("build", "plan", "graph", "why", "list", "check", "publish",
                "validate", "lock", "update", "host-packages",
-               "menu", "instance-config", "validate-metadata")
+               "menu", "instance-config", "validate-metadata", "cache")
 
 
 def _version() -> str:
@@ -58,10 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan and stop")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="plan format with --dry-run")
+    p.add_argument("--no-cache", action="store_true",
+                   help="build afresh: neither use nor fill the build cache")
 
     p = sub.add_parser("plan", help="print what a build would run")
     options.add_arguments(p, build=True)
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not look the plan up in the build cache")
 
     p = sub.add_parser("graph", help="print the element dependency graph")
     options.add_arguments(p, build=False)
@@ -95,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("publish", help="upload a built image to a directory, "
                    "Glance, Swift or S3 (see build-image publish -h)",
                    add_help=False)
+    sub.add_parser("cache", help="list or prune the build cache (see "
+                   "build-image cache -h)", add_help=False)
     images_cli.extend_parser(sub)
     return parser
 
@@ -113,11 +120,17 @@ def _resolution(args: argparse.Namespace) -> graph.Resolution:
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     plan = plan_mod.plan_from_options(options.from_args(args), _index(args),
                                       os.environ)
+    cached = None if getattr(args, "no_cache", False) else \
+        buildcache.describe(plan, os.environ)
     if args.format == "json":
-        out.write(json.dumps(plan.to_json(), indent=2, sort_keys=True)
-                  + "\n")
+        data = plan.to_json()
+        if cached is not None:
+            data["build_cache"] = cached
+        out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     else:
         out.write(plan.to_text())
+        if cached is not None:
+            out.write(buildcache.describe_text(cached))
     return 0
 
 
@@ -214,7 +227,8 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     reporter = _Reporter(sys.stderr)
     try:
-        result = build.execute(plan, os.environ, reporter)
+        result = buildcache.execute(plan, os.environ, reporter,
+                                    use_cache=not args.no_cache)
     finally:
         reporter.done()
     for notice in result.notices:
@@ -261,6 +275,9 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "check":
         from tripleo_elements import check
         return check.main(argv[1:])
+    if argv and argv[0] == "cache":
+        from tripleo_elements import buildcache_cli
+        return buildcache_cli.main(argv[1:])
     if argv and argv[0] == "publish":
         from tripleo_elements.publish import cli as publish_cli
         return publish_cli.main(argv[1:])

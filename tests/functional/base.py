@@ -100,7 +100,8 @@ def build_image(args: list[str], output: Path,
     script = console_script("build-image")
     log = log or output.with_name(output.name + ".build.log")
     output.parent.mkdir(parents=True, exist_ok=True)
-    argv = [str(script), "-o", str(output), *args]
+    # --no-cache: a functional build is about the real build.
+    argv = [str(script), "-o", str(output), "--no-cache", *args]
     with open(log, "wb") as handle:
         handle.write(f"$ {' '.join(argv)}\n".encode())
         handle.flush()

@@ -20,8 +20,9 @@ class Build:
     def __init__(self, args: list[str], output: Path) -> None:
         self.output = output
         self.log = output.with_name(output.name + ".build.log")
+        # --no-cache: these tests are about real builds.
         self.argv = [str(base.console_script("build-image")), "-o",
-                     str(output), *args]
+                     str(output), "--no-cache", *args]
         output.parent.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
         with open(self.log, "wb") as handle:

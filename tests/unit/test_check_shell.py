@@ -18,7 +18,7 @@ class TestShellcheck(CheckTestCase):
     def test_passes_codes_through_in_one_run(self) -> None:
         element(self.root, "one", {
             "install.d/10-a": script(),
-            "install.d/20-b": script(),
+            "install.d/20-b": script("echo other\n"),
             "environment.d/10-x.bash": "FOO=1\n",
             "README.rst": "one\n===\n"})
         fake = self.useFixture(FakeShellcheck(comments={

@@ -89,18 +89,31 @@ def run_shellcheck(paths: Sequence[Path], severity: str = "warning",
             "run the command by hand: " + " ".join(argv[:5]) + " ...")
 
 
-def _parallel(paths: Sequence[Path], severity: str, binary: str,
-              shell: str) -> list[dict[str, Any]]:
-    """:func:`run_shellcheck` over a few chunks at once (one per CPU)."""
+def chunks(paths: Sequence[Path], sizes: Sequence[int], jobs: int
+           ) -> list[list[Path]]:
+    """``paths`` split into at most ``jobs`` lists of about equal total
+    size (largest first onto the lightest list), each in input order."""
+    loads: list[tuple[int, int]] = [(0, i) for i in range(jobs)]
+    members: list[list[int]] = [[] for _ in range(jobs)]
+    for index in sorted(range(len(paths)), key=lambda i: (-sizes[i], i)):
+        load, slot = min(loads)
+        loads[slot] = (load + sizes[index] + 512, slot)
+        members[slot].append(index)
+    return [[paths[i] for i in sorted(m)] for m in members if m]
+
+
+def _parallel(paths: Sequence[Path], sizes: Sequence[int], severity: str,
+              binary: str, shell: str) -> list[dict[str, Any]]:
+    """:func:`run_shellcheck` over one chunk per CPU at once (a few
+    processes in all, never one per file)."""
     from concurrent.futures import ThreadPoolExecutor
     jobs = max(1, min(os.cpu_count() or 1, len(paths) // 8 or 1))
     if jobs == 1:
         return run_shellcheck(paths, severity, binary, shell)
-    chunks = [list(paths[i::jobs]) for i in range(jobs)]
     with ThreadPoolExecutor(jobs) as pool:
         results = pool.map(
             lambda chunk: run_shellcheck(chunk, severity, binary, shell),
-            chunks)
+            chunks(paths, sizes, jobs))
         return [c for result in results for c in result]
 
 
@@ -131,21 +144,33 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
         salt = f"{version}\0{severity}\0{shell}\0".encode()
         keys = {src.path: hashlib.sha256(salt + src.data).hexdigest()
                 for src in group}
-        misses = []
+        # shellcheck's comments depend on the content only (the cache
+        # relies on that too): each distinct content is checked once.
+        first: dict[str, SourceFile] = {}
         for src in group:
-            cached = cache.get(cache_dir, keys[src.path])
+            key = keys[src.path]
+            if key in first:
+                continue
+            cached = cache.get(cache_dir, key)
             if cached is None:
-                misses.append(src.path)
+                first[key] = src
             else:
                 results[src.path] = cached
-        fresh: dict[Path, list[dict[str, Any]]] = {p: [] for p in misses}
+        misses = list(first.values())
+        fresh: dict[Path, list[dict[str, Any]]] = {
+            src.path: [] for src in misses}
         if misses:
-            for comment in _parallel(misses, severity, binary, shell):
+            for comment in _parallel([s.path for s in misses],
+                                     [len(s.data) for s in misses],
+                                     severity, binary, shell):
                 fresh.setdefault(Path(comment["file"]), []).append(comment)
-            for path, comments in fresh.items():
-                if path in keys:
-                    cache.put(cache_dir, keys[path], comments)
-        results.update(fresh)
+            for src in misses:
+                cache.put(cache_dir, keys[src.path], fresh[src.path])
+        by_key = {keys[path]: comments for path, comments in fresh.items()
+                  if path in keys}
+        for src in group:
+            if src.path not in results:
+                results[src.path] = by_key.get(keys[src.path], [])
     env_files = {src.path for src in scripts if src.in_environment_d}
     findings = []
     for path, comments in results.items():

@@ -312,7 +312,9 @@ def build_timeout(environ: Mapping[str, str]) -> float:
 
 def _build(args: Sequence[str], output: Path,
            env: Mapping[str, str]) -> None:
-    argv = [_build_command(), "build", *args, "-o", str(output)]
+    # This cache keeps its own images: the build cache would copy each.
+    argv = [_build_command(), "build", *args, "--no-cache", "-o",
+            str(output)]
     log = output.with_name(output.name + ".build.log")
     with open(log, "w", encoding="utf-8", buffering=1) as handle:
         try:
