@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from tripleo_elements import (build, buildcache, errors, graph, host,
@@ -213,11 +214,31 @@ class _Reporter:
             self.stream.write("\r\x1b[K")
 
 
+def _sbom_path(plan: plan_mod.BuildPlan) -> Path:
+    return plan.output.with_name(plan.output.name + ".spdx.json")
+
+
+def _record_provenance(plan: plan_mod.BuildPlan, opts: options.BuildOptions,
+                       index: ElementIndex,
+                       result: build.BuildResult) -> None:
+    """The manifest's provenance and the SPDX SBOM, as for ``-f`` builds
+    (elements come from this project, DIB or ``--elements-path``)."""
+    from tripleo_elements.images import project, sbom
+    main = result.artifacts[0] if result.artifacts else None
+    sbom.record(result.manifest, plan.output, plan.output.name,
+                project.provenance_of(
+                    index, plan.elements,
+                    user_roots=opts.elements_path),
+                {}, opts.to_json(), main.path if main else None,
+                main.sha256 if main else None)
+
+
 def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
     if args.dry_run:
         return cmd_plan(args, out)
-    plan = plan_mod.plan_from_options(options.from_args(args), _index(args),
-                                      os.environ)
+    opts = options.from_args(args)
+    index = _index(args)
+    plan = plan_mod.plan_from_options(opts, index, os.environ)
     for warning in plan.warnings:
         sys.stderr.write(f"warning: {warning}\n")
     build.check_writable(plan)
@@ -231,6 +252,7 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
                                     use_cache=not args.no_cache)
     finally:
         reporter.done()
+    _record_provenance(plan, opts, index, result)
     for notice in result.notices:
         sys.stderr.write(f"notice: {notice}\n")
     for artifact in result.artifacts:
@@ -240,6 +262,7 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
     for directory in result.directories:
         out.write(f"output:   {directory}/\n")
     out.write(f"manifest: {result.manifest}\n")
+    out.write(f"sbom:     {_sbom_path(plan)}\n")
     out.write(f"menu:     {plan.menu_output}\n")
     out.write(f"time:     {result.seconds:.0f} s\n")
     for phase, seconds in result.phases:

@@ -242,3 +242,37 @@ sys.exit(cli.main(["build", "-f", {str(file)!r}, "--parallel", "2"]))
             "pkg:deb/debian/libstdc%2B%2B6@12.2.0-14?arch=amd64",
             sbom.purl({"name": "libstdc++6", "version": "12.2.0-14",
                        "arch": "amd64"}))
+
+    def test_plain_build_has_provenance_and_a_valid_sbom(self) -> None:
+        # build-image -e ... (no file) records the same provenance and
+        # writes a valid SBOM beside the image.
+        fake = self.tmp / "fake-dib"
+
+        def plan_from_options(opts, index, environ):  # type: ignore
+            return plan_mod.make_plan(opts, index, environ,
+                                      apt_sources=SOURCES,
+                                      dib_command=str(fake))
+        self.useFixture(fixtures.MonkeyPatch(
+            "tripleo_elements.cli.plan_mod.plan_from_options",
+            plan_from_options))
+        self.useFixture(fixtures.MonkeyPatch(
+            "tripleo_elements.cli.host.check_host_tools", lambda: None))
+        elements = self.tmp / "els" / "app"
+        (elements / "install.d").mkdir(parents=True)
+        (elements / "element-deps").write_text("debian-minimal\n")
+        code, out, err = self.run_cli(
+            "build", "--no-cache", "--no-defaults", "-t", "tar",
+            "--elements-path", str(self.tmp / "els"), "-e", "app",
+            "-o", str(self.tmp / "plain" / "img"))
+        self.assertEqual(0, code, out + err)
+        sbom = self.tmp / "plain" / "img.spdx.json"
+        self.assertIn(f"sbom:     {sbom}", out)
+        self.assertEqual([], validate_spdx(sbom))
+        manifest = json.loads(
+            (self.tmp / "plain" / "img.manifest.json").read_text())
+        prov = manifest["provenance"]["elements"]
+        self.assertEqual("elements-path", prov["app"]["source"])
+        self.assertEqual("diskimage-builder",
+                         prov["debian-minimal"]["source"])
+        self.assertTrue(prov["app"]["hash"].startswith("sha256:"))
+        self.assertIn("img.spdx.json", manifest["outputs"])

@@ -125,13 +125,13 @@ def resolution(prepared: Prepared) -> graph.Resolution:
         arch=prepared.options.arch)
 
 
-def _origin(path: Path, prepared: Prepared
-            ) -> tuple[str, Source | None]:
+def _origin(path: Path, user_roots: Sequence[Path],
+            sources_: Sequence[Source]) -> tuple[str, Source | None]:
     real = Path(os.path.realpath(path))
-    for root in prepared.user_roots:
+    for root in user_roots:
         if real.is_relative_to(os.path.realpath(root)):
             return "elements-path", None
-    for source in prepared.sources:
+    for source in sources_:
         if real.is_relative_to(source.elements_dir):
             return source.name, source
     if real.is_relative_to(os.path.realpath(discovery.our_elements_dir())):
@@ -141,24 +141,35 @@ def _origin(path: Path, prepared: Prepared
     return "ELEMENTS_PATH", None
 
 
-def provenance(prepared: Prepared, elements: Sequence[str],
-               with_hash: bool = True) -> dict[str, dict[str, Any]]:
-    """Element -> {source, commit, path, hash, overrides}."""
+def provenance_of(index: ElementIndex, elements: Sequence[str], *,
+                  user_roots: Sequence[Path] = (),
+                  sources_: Sequence[Source] = (),
+                  with_hash: bool = True) -> dict[str, dict[str, Any]]:
+    """Element -> {source, commit, path, hash, overrides}, for any
+    element index (a plain ``-e`` build has no sources)."""
     out: dict[str, dict[str, Any]] = {}
     for name in elements:
-        path = prepared.index[name].path
-        label, source = _origin(path, prepared)
+        path = index[name].path
+        label, source = _origin(path, user_roots, sources_)
         entry: dict[str, Any] = {"source": label, "path": str(path)}
         if source is not None and source.commit:
             entry["commit"] = source.commit
         if with_hash:
             entry["hash"] = sources.content_hash(path)
-        override = prepared.index.overrides.get(name)
+        override = index.overrides.get(name)
         if override is not None:
-            entry["overrides"] = [_origin(p, prepared)[0]
+            entry["overrides"] = [_origin(p, user_roots, sources_)[0]
                                   for p in override.shadowed]
         out[name] = entry
     return out
+
+
+def provenance(prepared: Prepared, elements: Sequence[str],
+               with_hash: bool = True) -> dict[str, dict[str, Any]]:
+    """Element -> {source, commit, path, hash, overrides}."""
+    return provenance_of(prepared.index, elements,
+                         user_roots=prepared.user_roots,
+                         sources_=prepared.sources, with_hash=with_hash)
 
 
 def lock_entries(project: Project, prepared: Sequence[Prepared]
