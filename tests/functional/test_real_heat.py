@@ -10,8 +10,9 @@ cache) booted once in qemu:
    ``os_collect_config`` goes on the guest's config drive (as the
    user data's cfn-init-data), with a cloud-config line resolving
    ``tie-control.test`` to 10.0.2.2;
-1. stack ``deploy`` (templates/real-heat-deploy.yaml): an ``apply-config``
-   deployment (an SSH key for ``stack``) and a ``script`` deployment with
+1. stack ``deploy`` (templates/real-heat-deploy.yaml): an
+   ``os-apply-config`` deployment (an SSH key for ``stack``, through the
+   apply-config hook) and a ``script`` deployment with
    an input and outputs, both ``HEAT_SIGNAL``: CREATE_COMPLETE, and the
    outputs read back through the Heat API were computed in the guest;
 2. an update changing the input: UPDATE_COMPLETE, new outputs, same boot;
@@ -19,7 +20,7 @@ cache) booted once in qemu:
    script's stderr in the resource's status reason;
 4. deleting ``deploy``: DELETE_COMPLETE, and the script's DELETE action ran
    in the guest; every run is listed once (read over SSH with the key the
-   apply-config deployment delivered).
+   os-apply-config deployment delivered).
 Finally no password of the control plane (nor the server's) is in its
 logs or in this test's details.
 """
@@ -149,7 +150,7 @@ class TestRealHeat(HeatTestCase):
         self.assertEqual("DELETE_COMPLETE", doc["stack_status"],
                          str(doc.get("stack_status_reason")))
 
-        # Over SSH with the key the apply-config deployment delivered:
+        # Over SSH with the key the os-apply-config deployment delivered:
         # every action ran once, in this boot.
         ssh = guest.Ssh(vm.host_port(SSH_PORT), key.private,
                         alive=vm.check_alive)
