@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,12 @@ class TestRealHeat(HeatTestCase):
         api = HeatApi(cp.keystone_url, "admin", cp.admin_env()["OS_PASSWORD"])
         self.addDetail("control-plane", content.text_content(cp.describe()))
 
-        # 0: the deployed server and its os-collect-config.
-        server = api.create("server", (TEMPLATES / "real-heat-server.yaml")
-                            .read_text(), {"server_name": GUEST_NAME})
+        # 0: the deployed server and its os-collect-config.  Stack names
+        # are unique per run (a reused control plane keeps old stacks).
+        tag = uuid.uuid4().hex[:8]
+        server = api.create(
+            f"server-{tag}", (TEMPLATES / "real-heat-server.yaml")
+            .read_text(), {"server_name": GUEST_NAME})
         self.addCleanup(self.delete_quietly, api, server)
         self.assertEqual("CREATE_COMPLETE", api.wait(
             server, "CREATE", STEP_TIMEOUT)["stack_status"])
@@ -111,7 +115,7 @@ class TestRealHeat(HeatTestCase):
         # 1: create the deployments; outputs computed in the guest.
         key = guest.make_keypair(self.workdir / "deploy_key", "deploy")
         deploy_template = (TEMPLATES / "real-heat-deploy.yaml").read_text()
-        deploy = api.create("deploy", deploy_template, {
+        deploy = api.create(f"deploy-{tag}", deploy_template, {
             "server": outputs["server_id"], "greeting": "hello",
             "ssh_key": key.public})
         self.addCleanup(self.delete_quietly, api, deploy)
@@ -147,7 +151,7 @@ class TestRealHeat(HeatTestCase):
 
         # 3: a failing script: CREATE_FAILED, its stderr in the reason.
         failing = time.monotonic()
-        fail = api.create("fail", (TEMPLATES / "real-heat-fail.yaml")
+        fail = api.create(f"fail-{tag}", (TEMPLATES / "real-heat-fail.yaml")
                           .read_text(), {"server": outputs["server_id"]})
         self.addCleanup(self.delete_quietly, api, fail)
         doc = api.wait(fail, "CREATE", STEP_TIMEOUT, vm.check_alive)
