@@ -40,12 +40,15 @@ def venv_key(name: str, requirements: str) -> str:
     return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
-def ensure_venv(name: str, env: Mapping[str, str] | None = None) -> Path:
-    """Return the venv for server ``name``, building it on a cache miss."""
+def ensure_venv(name: str, env: Mapping[str, str] | None = None,
+                requirements: str | None = None) -> Path:
+    """Return the venv for server ``name``, building it on a cache miss
+    (``requirements``, a pin file's text, replaces ``REQUIREMENTS``)."""
     env = os.environ if env is None else env
+    text = REQUIREMENTS[name] if requirements is None else requirements
     root = cache_root(env)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / venv_key(name, REQUIREMENTS[name])
+    final = root / venv_key(name, text)
     marker = final / ".tie-complete"
     if marker.exists():
         return final
@@ -58,11 +61,11 @@ def ensure_venv(name: str, env: Mapping[str, str] | None = None) -> Path:
         base = getattr(sys, "_base_executable", sys.executable)
         subprocess.run([base, "-m", "venv", str(work)], check=True)
         req = work / "requirements.txt"
-        req.write_text(REQUIREMENTS[name])
+        req.write_text(text)
         subprocess.run([str(work / "bin" / "pip"), "install", "-q",
                         "--disable-pip-version-check", "-r", str(req)],
                        check=True, stdout=subprocess.DEVNULL)
-        marker.write_text(REQUIREMENTS[name])
+        marker.write_text(text)
     return final
 
 

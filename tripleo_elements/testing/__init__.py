@@ -8,12 +8,14 @@ commands), ``sandbox`` (the bubblewrap sandbox they run in), ``stubs``
 templates), ``heatconfig`` (run heat-config deployments), ``http`` (a
 loopback Heat signal server), ``configdrive`` (Nova-style config
 drives), ``image`` (inspect a built image), ``qemu`` (boot one),
-``accel`` (which accelerator it gets) and ``imagecache`` (build images
-once per content).  Import the modules you need; this package imports
+``accel`` (which accelerator it gets), ``imagecache`` (build images
+once per content) and ``controlplane`` (a real Keystone and Heat on
+loopback).  Import the modules you need; this package imports
 none of them.
 """
 
 __all__ = [
-    "accel", "configdrive", "elements", "heatconfig", "http", "image",
-    "imagecache", "qemu", "sandbox", "scripts", "stubs", "templates",
+    "accel", "configdrive", "controlplane", "elements", "heatconfig",
+    "http", "image", "imagecache", "qemu", "sandbox", "scripts", "stubs",
+    "templates",
 ]
