@@ -98,7 +98,8 @@ images:
         with open(log, "wb") as handle:
             proc = subprocess.run(
                 [str(base.console_script("build-image")), "build", "-f",
-                 str(file), "--parallel", "2", "--image-cache", cache],
+                 str(file), "--parallel", "2", "--image-cache", cache,
+                 "--no-cache"],
                 stdin=subprocess.DEVNULL, stdout=handle,
                 stderr=subprocess.STDOUT, env=env, timeout=BUILD_TIMEOUT)
         self.addDetail("seconds", content.text_content(

@@ -243,6 +243,25 @@ sys.exit(cli.main(["build", "-f", {str(file)!r}, "--parallel", "2"]))
             sbom.purl({"name": "libstdc++6", "version": "12.2.0-14",
                        "arch": "amd64"}))
 
+    def test_build_file_goes_through_the_build_cache(self) -> None:
+        record = self.tmp / "argv"
+        file = self.write("images:\n  - name: one\n    elements: [app]\n")
+        code, out, err = self.run_cli("build", "-f", str(file))
+        self.assertEqual(0, code, out + err)
+        self.assertTrue(record.exists())
+        first = (self.tmp / "out" / "one.tar").read_bytes()
+        record.unlink()
+        # Unchanged inputs: a hit, disk-image-create does not run.
+        code, out, err = self.run_cli("build", "-f", str(file))
+        self.assertEqual(0, code, out + err)
+        self.assertFalse(record.exists())
+        self.assertEqual(first, (self.tmp / "out" / "one.tar").read_bytes())
+        self.assertTrue((self.tmp / "out" / "one.spdx.json").is_file())
+        # --no-cache builds afresh.
+        code, out, err = self.run_cli("build", "-f", str(file), "--no-cache")
+        self.assertEqual(0, code, out + err)
+        self.assertTrue(record.exists())
+
     def test_plain_build_has_provenance_and_a_valid_sbom(self) -> None:
         # build-image -e ... (no file) records the same provenance and
         # writes a valid SBOM beside the image.

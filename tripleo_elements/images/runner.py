@@ -3,7 +3,7 @@
 The prepared images of a file flow in; every check that needs no build
 runs first for all of them (publish targets, host packages of the
 sources, host tools, writable outputs, distinct outputs); then each
-image is planned and built by :func:`tripleo_elements.build.execute`
+image is planned and built by :func:`tripleo_elements.buildcache.execute`
 (its own work directory, its own private copy of the download cache,
 its own lock), up to ``--parallel`` at once, its provenance recorded
 (:mod:`.sbom`) and its ``publish:`` list carried out.  Out flows a
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tripleo_elements import build, errors, host
+from tripleo_elements import build, buildcache, errors, host
 from tripleo_elements.images import project, sbom, sources
 from tripleo_elements.plan import BuildPlan
 
@@ -67,15 +67,17 @@ def _reporter(name: str, lines: _Lines) -> Any:
 
 
 def _one(prepared: project.Prepared, plan: BuildPlan, targets: list[Any],
-         origins: dict[str, str], lines: _Lines) -> Outcome:
+         origins: dict[str, str], lines: _Lines, use_cache: bool = True
+         ) -> Outcome:
     from tripleo_elements.publish import cli as publish_cli
     name = prepared.image.name
     started = time.monotonic()
     lines.write(f"[{name}] building {plan.output} from "
                 f"{len(plan.elements)} elements; log: {plan.log}\n")
     try:
-        result = build.execute(plan, prepared.environ,
-                               _reporter(name, lines))
+        result = buildcache.execute(plan, prepared.environ,
+                                    _reporter(name, lines),
+                                    use_cache=use_cache)
         main = result.artifacts[0] if result.artifacts else None
         sbom.record(result.manifest, plan.output, name,
                     project.provenance(prepared, plan.elements), origins,
@@ -174,7 +176,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             return Outcome(prepared.image.name, "skipped",
                            error="not started after a failure")
         outcome = _one(prepared, plan, targets[prepared.image.name],
-                       origins, lines)
+                       origins, lines,
+                       use_cache=not getattr(args, "no_cache", False))
         if outcome.result != "ok":
             failed.set()
         return outcome
