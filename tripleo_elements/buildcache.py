@@ -55,6 +55,7 @@ REWRITE_LIMIT = 8 << 20
 DEFAULT_MAX_SIZE = 20 << 30
 MAX_SIZE_ENV = "TIE_BUILD_CACHE_MAX_SIZE"
 _SKIP_NAMES = frozenset({"__pycache__", ".pytest_cache"})
+_NOT_BUILD_CODE = frozenset({"errors.py"})
 _FICLONE = 0x40049409
 
 
@@ -69,14 +70,18 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
 # ------------------------------------------------------------------ key
 
 def tree_digest(root: Path) -> str:
-    """sha256 over every entry below ``root`` (symlinks followed, as the
-    staged tree follows them): relative name, kind, mode and content."""
+    """sha256 over every entry below ``root``: relative name, kind, mode,
+    content (files) or target (symlinks, whose targets are followed as
+    well, as the staged tree follows them).  ``__pycache__`` and ``*.pyc``
+    are left out: Python writes them when the elements' own tests run,
+    and DIB never runs them."""
     h = hashlib.sha256()
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
         rel_dir = os.path.relpath(dirpath, root)
         if real in seen:
+            # A symlink loop: record it, do not descend again.
             h.update(f"loop {rel_dir}\n".encode())
             dirnames[:] = []
             continue
@@ -84,11 +89,18 @@ def tree_digest(root: Path) -> str:
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
         h.update(f"dir {rel_dir} "
                  f"{stat.S_IMODE(os.stat(dirpath).st_mode):o}\n".encode())
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                h.update(f"dirlink {os.path.join(rel_dir, name)} -> "
+                         f"{os.readlink(path)}\n".encode())
         for name in sorted(filenames):
             if name.endswith(".pyc"):
                 continue
             path = os.path.join(dirpath, name)
             rel = os.path.join(rel_dir, name)
+            if os.path.islink(path):
+                h.update(f"link {rel} -> {os.readlink(path)}\n".encode())
             try:
                 info = os.stat(path)
             except OSError:
@@ -102,12 +114,23 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+def build_code_files(package: Path) -> list[Path]:
+    """The files of ``package`` whose content can change an image: the
+    top-level modules (not ``errors.py``) and the menu package, which
+    computes the menu the build writes into the image."""
+    menu = sorted((package / "menu").glob("*.py")) + sorted(
+        (package / "menu").glob("*.json"))
+    return [p for p in sorted(package.glob("*.py")) + menu
+            if p.name not in _NOT_BUILD_CODE]
+
+
 def code_digest() -> str:
-    """Our build code: every top-level module of this package."""
+    """Our build code: :func:`build_code_files` of this package."""
     package = Path(plan_mod.__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted(package.glob("*.py")):
-        h.update(f"{path.name} {outputs.sha256_of(path)}\n".encode())
+    for path in build_code_files(package):
+        h.update(f"{path.relative_to(package)} "
+                 f"{outputs.sha256_of(path)}\n".encode())
     return h.hexdigest()
 
 

@@ -445,10 +445,10 @@ class TestImageCacheKey(testtools.TestCase):
 
     def test_key_covers_the_menu_package(self) -> None:
         # The menu the build writes into the image is computed there.
-        from tripleo_elements.testing import imagecache
+        from tripleo_elements import buildcache
         package = ROOT / "tripleo_elements"
         names = [str(p.relative_to(package))
-                 for p in imagecache._build_code_files(package)]
+                 for p in buildcache.build_code_files(package)]
         for name in ("plan.py", "menu/model.py", "menu/rules.py",
                      "menu/menu.schema.json"):
             self.assertIn(name, names)

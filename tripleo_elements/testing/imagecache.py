@@ -31,13 +31,12 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from tripleo_elements import errors, options, outputs, process
+from tripleo_elements import buildcache, errors, options, outputs, process
 from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import default_roots, discover
 
@@ -66,8 +65,6 @@ KEY_PLACEHOLDER = "tie-image-key-placeholder"
 #: Files every image of the cache has next to it (``<key><suffix>``).
 SUFFIXES = (".qcow2", ".qcow2.sha256", ".manifest.json", ".log",
             ".build.log", ".d", ".lock", ".menu.json")
-_SKIP_NAMES = frozenset({"__pycache__", ".pytest_cache"})
-_NOT_BUILD_CODE = frozenset({"errors.py"})
 
 
 CacheError = errors.ImageCacheError
@@ -101,48 +98,8 @@ class KeyParts:
         return h.hexdigest()
 
 
-def tree_digest(root: Path) -> str:
-    """sha256 over every entry below ``root``: relative name, kind, mode,
-    content (files) or target (symlinks, whose targets are followed as
-    well).  ``__pycache__`` and ``*.pyc`` are left out: Python writes
-    them when the elements' own tests run, and DIB never runs them."""
-    h = hashlib.sha256()
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            # A symlink loop: record it, do not descend again.
-            h.update(f"loop {os.path.relpath(dirpath, root)}\n".encode())
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
-        rel_dir = os.path.relpath(dirpath, root)
-        h.update(f"dir {rel_dir} "
-                 f"{stat.S_IMODE(os.stat(dirpath).st_mode):o}\n".encode())
-        for name in dirnames:
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                h.update(f"dirlink {os.path.join(rel_dir, name)} -> "
-                         f"{os.readlink(path)}\n".encode())
-        for name in sorted(filenames):
-            if name.endswith(".pyc"):
-                continue
-            path = os.path.join(dirpath, name)
-            rel = os.path.join(rel_dir, name)
-            if os.path.islink(path):
-                h.update(f"link {rel} -> {os.readlink(path)}\n".encode())
-            try:
-                info = os.stat(path)
-            except OSError:
-                h.update(f"dangling {rel}\n".encode())
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                h.update(f"special {rel} {info.st_mode:o}\n".encode())
-                continue
-            h.update(f"file {rel} {stat.S_IMODE(info.st_mode):o} "
-                     f"{outputs.sha256_of(Path(path))}\n".encode())
-    return h.hexdigest()
+#: One tree digest for both caches.
+tree_digest = buildcache.tree_digest
 
 
 def _normalise(text: str, plan: plan_mod.BuildPlan) -> str:
@@ -170,16 +127,6 @@ def host_env_digest(environ: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
-def _build_code_files(package: Path) -> list[Path]:
-    """The files of ``package`` whose content can change an image: the
-    top-level modules (not ``errors.py``) and the menu package, which
-    computes the menu the build writes into the image."""
-    menu = sorted((package / "menu").glob("*.py")) + sorted(
-        (package / "menu").glob("*.json"))
-    return [p for p in sorted(package.glob("*.py")) + menu
-            if p.name not in _NOT_BUILD_CODE]
-
-
 def project_digest() -> str:
     """Our build code (not the test helpers, the checks, the publishers
     or the error classes, which cannot change what a build writes) and
@@ -187,7 +134,7 @@ def project_digest() -> str:
     from importlib import metadata
     package = Path(plan_mod.__file__).resolve().parent
     h = hashlib.sha256()
-    for path in _build_code_files(package):
+    for path in buildcache.build_code_files(package):
         name = path.relative_to(package)
         h.update(f"{name} {outputs.sha256_of(path)}\n".encode())
     h.update(f"diskimage-builder "
