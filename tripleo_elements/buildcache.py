@@ -249,18 +249,8 @@ def entries(root: Path) -> list[Entry]:
 
 @contextlib.contextmanager
 def _lock(root: Path, key: str, mode: int) -> Iterator[bool]:
-    locks = root / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{key}.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, mode)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with downloads.lock_file(root / ".locks" / f"{key}.lock", mode) as got:
+        yield got
 
 
 def discard(root: Path, key: str) -> None:

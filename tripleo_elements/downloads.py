@@ -190,16 +190,13 @@ def private_cache(shared: Path, environ: Mapping[str, str] | None = None
 
 
 @contextlib.contextmanager
-def output_lock(shared: Path, output: Path) -> Iterator[bool]:
-    """Hold the lock of one output path; yields False when another build
-    holds it (the caller refuses to start)."""
-    import hashlib
-    locks = shared / LOCKS_DIR
-    locks.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(str(output).encode()).hexdigest()[:24]
-    with open(locks / f"{key}.lock", "a") as handle:
+def lock_file(path: Path, mode: int) -> Iterator[bool]:
+    """Hold an flock of ``mode`` on ``path`` (made with its directory);
+    yields False when ``mode`` has ``LOCK_NB`` and another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, mode)
         except BlockingIOError:
             yield False
             return
@@ -207,3 +204,14 @@ def output_lock(shared: Path, output: Path) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def output_lock(shared: Path, output: Path) -> Iterator[bool]:
+    """Hold the lock of one output path; yields False when another build
+    holds it (the caller refuses to start)."""
+    import hashlib
+    key = hashlib.sha256(str(output).encode()).hexdigest()[:24]
+    with lock_file(shared / LOCKS_DIR / f"{key}.lock",
+                   fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
+        yield free
