@@ -86,7 +86,8 @@ class ControlPlaneStateTest(testtools.TestCase):
         self.cp.workdir.mkdir()
         self.cp.logs.mkdir()
         self.cp._write_state({"ports": {f: 1 for f in (
-            "mysql", "epmd", "rabbit", "rabbit_dist", "keystone", "heat")},
+            "mysql", "epmd", "rabbit", "rabbit_dist", "keystone", "heat",
+            "nova")},
             "pids": {}, "initialised": True})
         self.cp._add_hosts()
         self.assertIn(SERVICE_HOST, self.hosts.read_text())
@@ -109,7 +110,8 @@ class ControlPlaneStateTest(testtools.TestCase):
     def test_openrc_and_secrets_are_private(self) -> None:
         self.cp.workdir.mkdir()
         self.cp._write_state({"ports": {f: 5 for f in (
-            "mysql", "epmd", "rabbit", "rabbit_dist", "keystone", "heat")},
+            "mysql", "epmd", "rabbit", "rabbit_dist", "keystone", "heat",
+            "nova")},
             "pids": {}})
         self.cp._make_secrets()
         self.cp._write_openrc()
@@ -118,7 +120,51 @@ class ControlPlaneStateTest(testtools.TestCase):
         rc = self.cp.openrc.read_text()
         self.assertIn(f"OS_AUTH_URL=http://{SERVICE_HOST}:5/v3", rc)
         self.assertIn(self.cp._secrets()["admin"], rc)
-        self.assertEqual(6, len(set(self.cp.secret_values())))
+        self.assertEqual(8, len(set(self.cp.secret_values())))
+
+    def test_secrets_kept_and_completed(self) -> None:
+        # A directory made before Nova was added: its passwords stay,
+        # Nova's are added.
+        self.cp.workdir.mkdir()
+        path = self.cp.workdir / "secrets.json"
+        path.write_text(json.dumps({"admin": "a1", "heat": "h1"}))
+        self.cp._make_secrets()
+        values = self.cp._secrets()
+        self.assertEqual(("a1", "h1"), (values["admin"], values["heat"]))
+        self.assertEqual(sorted(cp_module.SECRETS), sorted(values))
+        self.assertEqual(0o600, path.stat().st_mode & 0o777)
+
+    def test_old_state_is_completed(self) -> None:
+        self.cp.workdir.mkdir()
+        old_ports = {f: 7 for f in ("mysql", "epmd", "rabbit",
+                                    "rabbit_dist", "keystone", "heat")}
+        self.cp._write_state({"ports": old_ports, "pids": {},
+                              "initialised": True})
+        self.cp._complete_state("all")
+        state = self.cp._state()
+        self.assertEqual(["heat", "keystone", "mariadb"],
+                         sorted(state["initialised"]))
+        self.assertEqual(7, state["ports"]["heat"])
+        self.assertNotEqual(7, state["ports"]["nova"])
+        self.assertEqual(list(cp_module.SERVICES), state["services"])
+
+    def test_keystone_mode_reports_its_services_only(self) -> None:
+        self.cp.workdir.mkdir()
+        self.cp._write_state({"ports": {}, "pids": {}, "initialised": []})
+        self.cp._complete_state("keystone")
+        self.assertEqual(("mariadb", "keystone"), self.cp.services)
+        self.assertEqual({"mariadb": "down", "keystone": "down"},
+                         self.cp.status())
+        self.cp._make_secrets()
+        self.assertNotIn("rabbitmq", self.cp.describe())
+        self.assertNotIn("heat-api", self.cp.describe())
+        self.assertIn("keystone  http://", self.cp.describe())
+
+    def test_unknown_mode_is_refused_before_anything_starts(self) -> None:
+        error = self.assertRaises(ControlPlaneError, self.cp.start,
+                                  mode="heat")
+        self.assertIn("all, keystone", error.hint)
+        self.assertFalse(self.cp.workdir.exists())
 
 
 class ConfigurationTest(testtools.TestCase):
@@ -129,7 +175,8 @@ class ConfigurationTest(testtools.TestCase):
                 if line and not line.startswith("#")]
         self.assertEqual([], [p for p in pins if "==" not in p])
         names = {p.split("==")[0].lower() for p in pins}
-        self.assertLessEqual({"keystone", "openstack-heat", "gunicorn",
+        self.assertLessEqual({"keystone", "openstack-heat", "nova",
+                              "gunicorn",
                               "pymysql", "python-openstackclient",
                               "python-heatclient"}, names)
         key = venvs.venv_key(cp_module.VENV_NAME, text)
@@ -142,7 +189,7 @@ class ConfigurationTest(testtools.TestCase):
         (venv / "etc" / "heat").mkdir(parents=True)
         (venv / "etc" / "heat" / "api-paste.ini").write_text("")
         cp = ControlPlane(tmp / "cp", {})
-        ports = Ports(1, 2, 3, 4, 5000, 8004)
+        ports = Ports(1, 2, 3, 4, 5000, 8004, 8774)
         conf = services.heat_conf(cp, venv, ports, {
             "heat": "h", "domain_admin": "d", "db_heat": "x",
             "auth_encryption_key": "k" * 32})
@@ -152,6 +199,30 @@ class ConfigurationTest(testtools.TestCase):
         self.assertIn("stack_user_domain_name = heat", conf)
         self.assertIn("@127.0.0.1:1/heat", conf)
         self.assertNotIn("0.0.0.0", conf)
+
+    def test_nova_listens_on_loopback_and_authenticates(self) -> None:
+        tmp = Path(self.useFixture(fixtures.TempDir()).path)
+        cp = ControlPlane(tmp / "cp", {})
+        ports = Ports(1, 2, 3, 4, 5000, 8004, 8774)
+        conf = services.nova_conf(cp, ports, {"nova": "n", "db_nova": "x"})
+        self.assertIn("auth_strategy = keystone", conf)
+        self.assertIn("@127.0.0.1:1/nova_api?", conf)
+        self.assertIn("@127.0.0.1:1/nova?", conf)
+        self.assertIn(
+            f"www_authenticate_uri = http://{SERVICE_HOST}:5000/v3", conf)
+        self.assertIn("auth_url = http://127.0.0.1:5000/v3", conf)
+        self.assertIn("username = nova", conf)
+        self.assertNotIn("0.0.0.0", conf)
+
+    def test_databases_and_users_are_loopback_only(self) -> None:
+        secret = {f"db_{user}": f"pw-{user}" for user in services.DATABASES}
+        sql = services.database_sql(secret)
+        for db in ("keystone", "heat", "nova_api", "nova_cell0", "nova"):
+            self.assertIn(f"CREATE DATABASE IF NOT EXISTS {db};", sql)
+        self.assertIn("GRANT ALL PRIVILEGES ON nova_cell0.* TO "
+                      "'nova'@'127.0.0.1';", sql)
+        self.assertIn("'nova'@'127.0.0.1' IDENTIFIED BY 'pw-nova'", sql)
+        self.assertNotIn("%", sql)
 
     def test_tasks_file_compiles(self) -> None:
         compile(cp_module.TASKS_FILE.read_text(), str(cp_module.TASKS_FILE),

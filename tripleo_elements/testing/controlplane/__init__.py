@@ -1,15 +1,20 @@
-"""A real OpenStack control plane (Keystone + Heat) on 127.0.0.1.
+"""A real OpenStack control plane (Keystone, Nova's API, Heat) on 127.0.0.1.
 
 :class:`ControlPlane` starts, in a work directory it owns, MariaDB and
 RabbitMQ (Debian 12 packages, each with its own data directory, socket
 and ports; epmd and the Erlang distribution port on loopback too),
-Keystone (fernet tokens, ``keystone-manage bootstrap``) and the Heat API
-under gunicorn, and ``heat-engine``; then the Keystone objects a Heat
-operator creates (the ``service`` project and ``heat`` user, the ``heat``
-stack domain and its ``heat_domain_admin``, the ``heat_stack_owner``,
-``heat_stack_user`` and ``member`` roles, the orchestration endpoints).
-Keystone and Heat run from one virtualenv cached by the hash of the pin
-file ``requirements.txt`` here (:mod:`tripleo_elements.publish.venvs`).
+Keystone (fernet tokens, ``keystone-manage bootstrap``), Nova's compute
+API and the Heat API under gunicorn, and ``heat-engine``; then the
+Keystone objects a Heat operator creates (the ``service`` project and
+``heat`` user, the ``heat`` stack domain and its ``heat_domain_admin``,
+the ``heat_stack_owner``, ``heat_stack_user`` and ``member`` roles, the
+orchestration endpoints) and the ``nova`` user and compute endpoints.
+Nova is its API alone (no conductor, scheduler or compute): Heat asks it
+whether a deployment's server exists when the deployment is deleted.
+``mode="keystone"`` starts MariaDB and Keystone only (for services that
+only need to authenticate, like the publish tier's Glance).
+Keystone, Nova and Heat run from one virtualenv cached by the hash of the
+pin file ``requirements.txt`` here (:mod:`tripleo_elements.publish.venvs`).
 :mod:`.services` configures and starts each service; :mod:`.heatapi` is
 a small client of the Heat API for tests.
 
@@ -45,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from tripleo_elements import errors
-from tripleo_elements.publish.venvs import ensure_venv
+from tripleo_elements.publish.venvs import cache_root, ensure_venv, venv_key
 
 __all__ = [
     "ControlPlane", "ControlPlaneError", "GUEST_HOST_IP", "HOST", "Ports",
@@ -59,14 +64,22 @@ SERVICE_HOST = "tie-control.test"
 #: The host's loopback as a qemu user-network guest sees it.
 GUEST_HOST_IP = "10.0.2.2"
 REGION = "RegionOne"
+#: The passwords (and Heat's key) a work directory holds.
+SECRETS = ("admin", "heat", "nova", "domain_admin", "db_keystone",
+           "db_heat", "db_nova", "auth_encryption_key")
 VENV_NAME = "heat-control-plane"
 REQUIREMENTS_FILE = Path(__file__).with_name("requirements.txt")
 TASKS_FILE = Path(__file__).with_name("tasks.txt")
 HOSTS_FILE_ENV = "TIE_HOSTS_FILE"
 HOSTS_MARK = "# tie-control-plane"
 #: Start and stop order; stop goes backwards.
-SERVICES = ("mariadb", "epmd", "rabbitmq", "keystone", "heat-engine",
-            "heat-api")
+SERVICES = ("mariadb", "epmd", "rabbitmq", "keystone", "nova-api",
+            "heat-engine", "heat-api")
+#: What each mode of :meth:`ControlPlane.start` runs (in SERVICES order).
+MODES: Mapping[str, tuple[str, ...]] = {
+    "all": SERVICES,
+    "keystone": ("mariadb", "keystone"),
+}
 
 
 class ControlPlaneError(errors.TieError):
@@ -159,6 +172,7 @@ class Ports:
     rabbit_dist: int
     keystone: int
     heat: int
+    nova: int
 
     @classmethod
     def free(cls) -> "Ports":
@@ -166,7 +180,8 @@ class Ports:
 
 
 class ControlPlane:
-    """Keystone + Heat (and their database and broker) in ``workdir``."""
+    """Keystone, Nova's API and Heat (and their database and broker), or
+Keystone alone (``mode``), in ``workdir``."""
 
     def __init__(self, workdir: Path,
                  env: Mapping[str, str] | None = None) -> None:
@@ -197,6 +212,16 @@ class ControlPlane:
         return f"http://{SERVICE_HOST}:{self.ports.heat}"
 
     @property
+    def nova_url(self) -> str:
+        return f"http://{SERVICE_HOST}:{self.ports.nova}/v2.1"
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services of the mode this work directory was started in."""
+        names = self._state().get("services") or SERVICES
+        return tuple(n for n in SERVICES if n in names)
+
+    @property
     def openrc(self) -> Path:
         return self.workdir / "openrc"
 
@@ -215,6 +240,24 @@ class ControlPlane:
         """Every password made here (to check logs and output for)."""
         return sorted(self._secrets().values())
 
+    def service_user(self, name: str) -> str:
+        """Make (or reset) Keystone user ``name``, admin on the
+        ``service`` project, as an operator does for a service that
+        validates tokens; returns its password (never log it)."""
+        if not name.isidentifier() or name in SECRETS:
+            raise ControlPlaneError(f"not a service user name: {name!r}",
+                                    "use a plain name like 'glance'")
+        values = self._secrets()
+        key = f"service_{name}"
+        if key not in values:
+            values[key] = secrets.token_hex(16)
+            self._save_secrets(values)
+        self.tasks("service-user", {
+            "auth_url": f"http://{HOST}:{self.ports.keystone}/v3",
+            "admin_password": values["admin"], "name": name,
+            "password": values[key]})
+        return values[key]
+
     def openstack(self, *args: str, timeout: float = 120
                   ) -> subprocess.CompletedProcess[str]:
         """Run the venv's ``openstack`` CLI as admin."""
@@ -223,8 +266,14 @@ class ControlPlane:
             env=self.admin_env(), capture_output=True, text=True,
             timeout=timeout, stdin=subprocess.DEVNULL)
 
-    def start(self, timeout: float = 600) -> "ControlPlane":
-        """Start everything (initialising the work directory once)."""
+    def start(self, timeout: float = 600, mode: str = "all"
+              ) -> "ControlPlane":
+        """Start the services of ``mode`` (a key of :data:`MODES`),
+        initialising each in the work directory once."""
+        if mode not in MODES:
+            raise ControlPlaneError(
+                f"unknown control plane mode {mode!r}",
+                "one of: " + ", ".join(sorted(MODES)))
         if self.state_file.exists() and any(
                 s == "up" for s in self.status().values()):
             raise ControlPlaneError(
@@ -236,9 +285,9 @@ class ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         if not self.state_file.exists():
-            self._write_state({"ports": dataclasses.asdict(Ports.free()),
-                               "pids": {}, "initialised": False})
-            self._make_secrets()
+            self._write_state({"ports": {}, "pids": {}, "initialised": []})
+        self._complete_state(mode)
+        self._make_secrets()
         self._add_hosts()
         try:
             self._start_all(venv, began + timeout)
@@ -265,18 +314,20 @@ class ControlPlane:
     def status(self) -> dict[str, str]:
         """``up``, ``down`` or ``not answering`` for each service."""
         state = self._state()
-        ports = Ports(**state["ports"])
+        ports = Ports(**{f.name: state["ports"].get(f.name, 0)
+                         for f in dataclasses.fields(Ports)})
         probes = {
             "mariadb": lambda: _port_open(ports.mysql),
             "epmd": lambda: _port_open(ports.epmd),
             "rabbitmq": lambda: _port_open(ports.rabbit),
             "keystone": lambda: _http_up(
                 f"http://{HOST}:{ports.keystone}/v3"),
+            "nova-api": lambda: _http_up(f"http://{HOST}:{ports.nova}/"),
             "heat-api": lambda: _http_up(f"http://{HOST}:{ports.heat}/"),
             "heat-engine": lambda: True,
         }
         result = {}
-        for name in SERVICES:
+        for name in self.services:
             pid = state["pids"].get(name)
             if not pid or _start_time(int(pid[0])) != str(pid[1]):
                 result[name] = "down"
@@ -287,21 +338,31 @@ class ControlPlane:
     def describe(self) -> str:
         """Where each service listens and how to use it (no secrets)."""
         p = self.ports
-        venv = self.venv
+        # Where the venv is (describing does not build it).
+        venv = cache_root(self.env) / venv_key(
+            VENV_NAME, REQUIREMENTS_FILE.read_text())
+        running = self.services
+        lines = {
+            "mariadb": f"mariadb   {HOST}:{p.mysql} (socket "
+                       f"{self.workdir / 'mysql' / 'mysqld.sock'})",
+            "rabbitmq": f"rabbitmq  {HOST}:{p.rabbit} (epmd {HOST}:"
+                        f"{p.epmd}, distribution {HOST}:{p.rabbit_dist})",
+            "keystone": f"keystone  {self.keystone_url}  (listens on "
+                        f"{HOST}:{p.keystone})",
+            "nova-api": f"nova-api  {self.nova_url}  (listens on {HOST}:"
+                        f"{p.nova}; the API alone, no compute)",
+            "heat-api": f"heat-api  {self.heat_url}/v1  (listens on "
+                        f"{HOST}:{p.heat})",
+        }
+        example = "stack list" if "heat-api" in running else "token issue"
         return "\n".join([
             f"work directory: {self.workdir} (logs in {self.logs})",
-            f"mariadb   {HOST}:{p.mysql} (socket "
-            f"{self.workdir / 'mysql' / 'mysqld.sock'})",
-            f"rabbitmq  {HOST}:{p.rabbit} (epmd {HOST}:{p.epmd}, "
-            f"distribution {HOST}:{p.rabbit_dist})",
-            f"keystone  {self.keystone_url}  (listens on {HOST}:"
-            f"{p.keystone})",
-            f"heat-api  {self.heat_url}/v1  (listens on {HOST}:{p.heat})",
+            *(line for name, line in lines.items() if name in running),
             f"{SERVICE_HOST} is {HOST} here ({self.hosts_file}) and "
             f"{GUEST_HOST_IP} in a qemu user-network guest",
             "use it:",
             f"  . {self.openrc}",
-            f"  {venv / 'bin' / 'openstack'} stack list",
+            f"  {venv / 'bin' / 'openstack'} {example}",
         ])
 
     # -- state ----------------------------------------------------------------
@@ -322,13 +383,36 @@ class ControlPlane:
         return dict(json.loads((self.workdir / "secrets.json").read_text()))
 
     def _make_secrets(self) -> None:
-        values = {name: secrets.token_hex(16) for name in (
-            "admin", "heat", "domain_admin", "db_keystone", "db_heat")}
-        values["auth_encryption_key"] = secrets.token_hex(16)
+        """Make the passwords this work directory lacks (a directory
+        made by an older version lacks Nova's); keep the others."""
+        path = self.workdir / "secrets.json"
+        values = self._secrets() if path.exists() else {}
+        missing = [name for name in SECRETS if name not in values]
+        if not missing:
+            return
+        values.update({name: secrets.token_hex(16) for name in missing})
+        self._save_secrets(values)
+
+    def _save_secrets(self, values: Mapping[str, str]) -> None:
         path = self.workdir / "secrets.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
         with open(fd, "w") as handle:
-            json.dump(values, handle)
+            json.dump(dict(values), handle)
+
+    def _complete_state(self, mode: str) -> None:
+        """Record ``mode``'s services; give every service a port (a
+        directory made by an older version has none for Nova)."""
+        state = self._state()
+        ports = dict(state.get("ports", {}))
+        for field in dataclasses.fields(Ports):
+            ports.setdefault(field.name, _free_port())
+        done = state.get("initialised")
+        if done is True:  # older versions: one flag for Keystone + Heat
+            done = ["mariadb", "keystone", "heat"]
+        state.update(ports=ports, services=list(MODES[mode]),
+                     initialised=list(done or []))
+        self._write_state(state)
 
     def _add_hosts(self) -> None:
         try:
@@ -428,22 +512,43 @@ class ControlPlane:
     def _start_all(self, venv: Path, deadline: float) -> None:
         from tripleo_elements.testing.controlplane import services as svc
         state = self._state()
-        first = not state.get("initialised")
+        done = set(state["initialised"])
+        running = set(state["services"])
         ports = Ports(**state["ports"])
         secret = self._secrets()
+
+        def started(name: str) -> None:
+            # Initialised once: a later start skips its one-time setup.
+            if name not in done:
+                done.add(name)
+                state = self._state()
+                state["initialised"] = sorted(done)
+                self._write_state(state)
+
         t = time.monotonic()
-        svc.start_mariadb(self, ports, secret, first, deadline)
-        svc.start_rabbitmq(self, ports, deadline)
+        svc.start_mariadb(self, ports, secret, "mariadb" not in done,
+                          deadline)
+        started("mariadb")
+        if "rabbitmq" in running:
+            svc.start_rabbitmq(self, ports, deadline)
         self.timings["db_broker_s"] = time.monotonic() - t
         t = time.monotonic()
-        svc.start_keystone(self, venv, ports, secret, first, deadline)
+        svc.start_keystone(self, venv, ports, secret, "keystone" not in done,
+                           deadline)
+        started("keystone")
         self.timings["keystone_s"] = time.monotonic() - t
-        t = time.monotonic()
-        svc.start_heat(self, venv, ports, secret, first, deadline)
-        self.timings["heat_s"] = time.monotonic() - t
-        state = self._state()
-        state["initialised"] = True
-        self._write_state(state)
+        if "nova-api" in running:
+            t = time.monotonic()
+            svc.start_nova(self, venv, ports, secret, "nova" not in done,
+                           deadline)
+            started("nova")
+            self.timings["nova_s"] = time.monotonic() - t
+        if "heat-api" in running:
+            t = time.monotonic()
+            svc.start_heat(self, venv, ports, secret, "heat" not in done,
+                           deadline)
+            started("heat")
+            self.timings["heat_s"] = time.monotonic() - t
         self._write_openrc()
 
     def _write_openrc(self) -> None:

@@ -71,22 +71,38 @@ def start_mariadb(cp: "ControlPlane", ports: Ports,
         "--collation-server=utf8mb4_general_ci"])
     cp._wait("mariadb", lambda: sock.exists() and _port_open(ports.mysql),
              deadline)
-    if first:
-        sql = []
-        for db in ("keystone", "heat"):
-            pw = secret[f"db_{db}"]
+    # Every start (idempotent, and a directory first started in a
+    # smaller mode gets the other services' databases when it grows).
+    cp._run("mariadb-users", [
+        _need("mariadb", "mariadb-client"), "--no-defaults",
+        f"--socket={sock}", "-u", "root"], stdin=database_sql(secret))
+
+
+#: Each service's database user and its databases.
+DATABASES: Mapping[str, tuple[str, ...]] = {
+    "keystone": ("keystone",),
+    "heat": ("heat",),
+    "nova": ("nova_api", "nova_cell0", "nova"),
+}
+
+
+def database_sql(secret: Mapping[str, str]) -> str:
+    """SQL creating every database and its user, loopback only
+    (passwords: give it on stdin, never in argv)."""
+    sql = []
+    for user, databases in DATABASES.items():
+        sql += [f"CREATE USER IF NOT EXISTS '{user}'@'{HOST}' "
+                f"IDENTIFIED BY '{secret['db_' + user]}';"]
+        for db in databases:
             sql += [f"CREATE DATABASE IF NOT EXISTS {db};",
-                    f"CREATE USER IF NOT EXISTS '{db}'@'127.0.0.1' "
-                    f"IDENTIFIED BY '{pw}';",
-                    f"GRANT ALL PRIVILEGES ON {db}.* TO '{db}'@'127.0.0.1';"]
-        cp._run("mariadb-users", [
-            _need("mariadb", "mariadb-client"), "--no-defaults",
-            f"--socket={sock}", "-u", "root"], stdin="\n".join(sql))
+                    f"GRANT ALL PRIVILEGES ON {db}.* TO '{user}'@'{HOST}';"]
+    return "\n".join(sql) + "\n"
 
 
-def db_url(db: str, ports: Ports, secret: Mapping[str, str]) -> str:
-    return (f"mysql+pymysql://{db}:{secret['db_' + db]}@{HOST}:"
-            f"{ports.mysql}/{db}?charset=utf8mb4")
+def db_url(user: str, ports: Ports, secret: Mapping[str, str],
+           database: str | None = None) -> str:
+    return (f"mysql+pymysql://{user}:{secret['db_' + user]}@{HOST}:"
+            f"{ports.mysql}/{database or user}?charset=utf8mb4")
 
 
 # -- RabbitMQ -----------------------------------------------------------------
@@ -201,6 +217,90 @@ def start_keystone(cp: "ControlPlane", venv: Path, ports: Ports,
                                    "keystone_app:application"), env)
     cp._wait("keystone", lambda: _http_up(
         f"http://{HOST}:{ports.keystone}/v3"), deadline)
+
+
+# -- Nova (its compute API alone) -------------------------------------------
+# Heat's SoftwareDeployment asks Nova whether the deployment's server
+# exists before it counts a delete as done (see the README, "Testing
+# against a real Heat"); the API answering 404 is all it needs, so there
+# is no conductor, scheduler, placement or compute here, and no cell
+# beyond cell0.
+NOVA_APP = """\
+import sys
+sys.argv = sys.argv[:1]  # its config files come from the environment
+from nova.wsgi.osapi_compute import application  # noqa: E402,F401
+"""
+
+
+def nova_conf(cp: "ControlPlane", ports: Ports,
+              secret: Mapping[str, str]) -> str:
+    base = cp.workdir / "nova"
+    return "\n".join([
+        "[DEFAULT]",
+        "debug = false",
+        f"log_dir = {cp.logs}",
+        "log_file = nova-api-app.log",
+        "host = tie-control",
+        f"my_ip = {HOST}",
+        f"state_path = {base / 'state'}",
+        f"transport_url = rabbit://guest:guest@{HOST}:{ports.rabbit}/",
+        "[api]",
+        "auth_strategy = keystone",
+        "[api_database]",
+        f"connection = {db_url('nova', ports, secret, 'nova_api')}",
+        "[database]",
+        f"connection = {db_url('nova', ports, secret, 'nova')}",
+        "[keystone_authtoken]",
+        f"www_authenticate_uri = http://{SERVICE_HOST}:{ports.keystone}/v3",
+        f"auth_url = http://{HOST}:{ports.keystone}/v3",
+        "auth_type = password",
+        "username = nova",
+        f"password = {secret['nova']}",
+        "user_domain_name = Default",
+        "project_name = service",
+        "project_domain_name = Default",
+        "[oslo_concurrency]",
+        f"lock_path = {base / 'locks'}",
+        "[oslo_messaging_notifications]",
+        "driver = noop",
+        ""])
+
+
+def start_nova(cp: "ControlPlane", venv: Path, ports: Ports,
+               secret: Mapping[str, str], first: bool,
+               deadline: float) -> None:
+    base = cp.workdir / "nova"
+    (base / "locks").mkdir(parents=True, exist_ok=True)
+    (base / "state").mkdir(exist_ok=True)
+    etc = base / "etc"
+    _write(etc / "nova.conf", nova_conf(cp, ports, secret))
+    paste = next(venv.glob("etc/nova/api-paste.ini"), None)
+    if paste is None:
+        raise ControlPlaneError(f"no etc/nova/api-paste.ini in {venv}",
+                                "remove that venv to have it reinstalled")
+    _write(etc / "api-paste.ini", paste.read_text(), 0o644)
+    env = cp._base_env()
+    env["OS_NOVA_CONFIG_DIR"] = str(etc)
+    if first:
+        manage = [str(venv / "bin" / "nova-manage"), "--config-dir",
+                  str(etc)]
+        # map_cell0 derives cell0's URL from [database] (nova ->
+        # nova_cell0), so no password goes into argv.
+        for name, args in (("nova-api-db-sync", ["api_db", "sync"]),
+                           ("nova-map-cell0", ["cell_v2", "map_cell0"]),
+                           ("nova-db-sync", ["db", "sync"])):
+            cp._run(name, manage + args, env=env)
+        cp.tasks("nova-setup", {
+            "auth_url": f"http://{HOST}:{ports.keystone}/v3",
+            "admin_password": secret["admin"],
+            "nova_password": secret["nova"],
+            "nova_url": f"http://{SERVICE_HOST}:{ports.nova}/v2.1",
+            "region": REGION})
+    _write(base / "nova_app.py", NOVA_APP, 0o644)
+    cp._spawn("nova-api", gunicorn(venv, ports.nova, base,
+                                   "nova_app:application"), env)
+    cp._wait("nova-api", lambda: _http_up(f"http://{HOST}:{ports.nova}/"),
+             deadline)
 
 
 # -- Heat -------------------------------------------------------------------
