@@ -13,6 +13,7 @@ This is test infrastructure: it starts long-running processes, which
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import signal
@@ -353,13 +354,63 @@ make_server("127.0.0.1", int(sys.argv[1]), application,
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class KeystoneAuth:
+    """Where a test Glance validates tokens (keystonemiddleware's
+    ``auth_token``) and who it is there; ``user``/``project`` is whom the
+    ``clouds.yaml`` Glance writes authenticates as."""
+
+    auth_url: str
+    service_user: str
+    service_password: str
+    user: str
+    password: str
+    project: str
+
+    def __repr__(self) -> str:  # no password in a repr
+        return f"KeystoneAuth({self.auth_url}, {self.user}@{self.project})"
+
+
+def clouds_yaml(cloud: str, endpoint: str,
+                keystone: KeystoneAuth | None = None,
+                password: str | None = None) -> str:
+    """A clouds.yaml with one cloud for the test Glance at ``endpoint``:
+    no auth, or Keystone password auth (``password`` overrides
+    ``keystone.password``, e.g. with a wrong one)."""
+    if keystone is None:
+        auth = ["    auth_type: none", "    auth:",
+                f"      endpoint: {endpoint}"]
+    else:
+        auth = ["    auth_type: password", "    auth:",
+                f"      auth_url: {keystone.auth_url}",
+                f"      username: {keystone.user}",
+                f"      password: {password or keystone.password}",
+                f"      project_name: {keystone.project}",
+                "      user_domain_name: Default",
+                "      project_domain_name: Default",
+                "    identity_api_version: 3"]
+    return "\n".join(["clouds:", f"  {cloud}:", *auth,
+                      f"    image_endpoint_override: {endpoint}", ""])
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as handle:
+        handle.write(text)
+
+
 class GlanceServer(_Servers):
     """glance-api (``glance.wsgi.api:application``), sqlite + file store,
-    no auth, under the stdlib's WSGI server or, with ``wsgi="uwsgi"`` (or
-    ``TIE_GLANCE_WSGI=uwsgi``), under uWSGI as production runs it."""
+    under the stdlib's WSGI server or, with ``wsgi="uwsgi"`` (or
+    ``TIE_GLANCE_WSGI=uwsgi``), under uWSGI as production runs it.  No
+    auth, or with ``keystone`` keystonemiddleware's ``auth_token`` against
+    that Keystone (Glance's own policy then applies)."""
 
-    def __init__(self, workdir: Path, wsgi: str | None = None) -> None:
+    def __init__(self, workdir: Path, wsgi: str | None = None,
+                 keystone: KeystoneAuth | None = None) -> None:
         super().__init__(workdir)
+        self.keystone = keystone
+        self.cloud = "tie-glance" if keystone is None else "tie-glance-ks"
         self.wsgi = wsgi or os.environ.get("TIE_GLANCE_WSGI", "wsgiref")
         if self.wsgi not in ("wsgiref", "uwsgi"):
             raise ValueError(f"TIE_GLANCE_WSGI={self.wsgi}: wsgiref|uwsgi")
@@ -372,7 +423,7 @@ class GlanceServer(_Servers):
 
     def env(self) -> dict[str, str]:
         return {"OS_CLIENT_CONFIG_FILE": str(self.workdir / "clouds.yaml"),
-                "OS_CLOUD": "tie-glance"}
+                "OS_CLOUD": self.cloud}
 
     def _configure(self) -> Path:
         etc = self.workdir / "etc"
@@ -381,17 +432,32 @@ class GlanceServer(_Servers):
         for sub in ("etc", "images", "staging", "tasks", "locks"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         (self.workdir / "port").write_text(str(self.port))
-        (etc / "glance-api.conf").write_text(
-            _GLANCE_CONF.format(workdir=self.workdir))
+        conf = _GLANCE_CONF.format(workdir=self.workdir)
+        ks = self.keystone
+        if ks is None:
+            # No Keystone: every request is an admin (RUNTIME-NOTES).
+            policy = '"context_is_admin": "@"\n"default": "@"\n'
+        else:
+            policy = "{}\n"  # Glance's own rules
+            conf = conf.replace("[paste_deploy]\nflavor =\n",
+                                "[paste_deploy]\nflavor = keystone\n")
+            conf += "\n".join([
+                "", "[keystone_authtoken]",
+                f"www_authenticate_uri = {ks.auth_url}",
+                f"auth_url = {ks.auth_url}",
+                "auth_type = password",
+                f"username = {ks.service_user}",
+                f"password = {ks.service_password}",
+                "user_domain_name = Default",
+                "project_name = service",
+                "project_domain_name = Default",
+                ""])
+        _write_private(etc / "glance-api.conf", conf)
         paste = next(self.venv.glob("etc/glance/glance-api-paste.ini"))
         (etc / "glance-api-paste.ini").write_text(paste.read_text())
-        # No Keystone: every request is an admin (RUNTIME-NOTES).
-        (etc / "policy.yaml").write_text('"context_is_admin": "@"\n'
-                                         '"default": "@"\n')
-        (self.workdir / "clouds.yaml").write_text(
-            "clouds:\n  tie-glance:\n    auth_type: none\n"
-            f"    auth:\n      endpoint: {self.endpoint}\n"
-            f"    image_endpoint_override: {self.endpoint}\n")
+        (etc / "policy.yaml").write_text(policy)
+        _write_private(self.workdir / "clouds.yaml",
+                       clouds_yaml(self.cloud, self.endpoint, ks))
         subprocess.run([str(self.venv / "bin" / "glance-manage"),
                         "--config-dir", str(etc), "db_sync"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
