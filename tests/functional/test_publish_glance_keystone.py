@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import testtools
+from testtools import content
 
 from tests.functional.test_publish_base import make_image
 from tripleo_elements import errors
@@ -123,6 +124,8 @@ class TestGlanceWithKeystone(testtools.TestCase):
         began = time.monotonic()
         code, out, err = self.publish(wrong)
         self.timings["wrong_password_s"] = time.monotonic() - began
+        self.addDetail("wrong-password-stderr",
+                       content.text_content(err))
         self.assertEqual(1, code, err)
         self.assertEqual(1, len(err.strip().splitlines()), err)
         self.assertRegex(err.strip(), r"^error\[publish-auth\]: "
@@ -141,5 +144,5 @@ class TestGlanceWithKeystone(testtools.TestCase):
         self.assertEqual(hashlib.sha512(data).hexdigest(), image.hash_value)
         self.assertEqual(core.sha256_file(self.image),
                          image.properties["tie_sha256"])
-        self.addDetail("timings", testtools.content.json_content(
+        self.addDetail("timings", content.json_content(
             dict(sorted(self.timings.items()))))
