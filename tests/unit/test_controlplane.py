@@ -106,6 +106,9 @@ class ControlPlaneStateTest(testtools.TestCase):
         self.assertIsNotNone(proc.poll())
         self.assertEqual({}, self.cp._state()["pids"])
         self.assertEqual("127.0.0.1 localhost\n", self.hosts.read_text())
+        # The same object can start again: what it ended is not taken
+        # for a service that died.
+        self.cp._check_alive()
 
     def test_openrc_and_secrets_are_private(self) -> None:
         self.cp.workdir.mkdir()

@@ -306,6 +306,9 @@ Keystone alone (``mode``), in ``workdir``."""
                 pid, started = int(pids[name][0]), str(pids[name][1])
                 self._end(name, pid, started)
                 pids.pop(name)
+            # Forget it, so a later start() of this object does not take
+            # the process it ended for one that died.
+            self._procs.pop(name, None)
         if state:
             state["pids"] = pids
             self._write_state(state)
