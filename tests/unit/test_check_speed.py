@@ -3,11 +3,18 @@ shellcheck once, and the processes get about equal shares."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import testtools
 
 from tests.unit.checktrees import FakeShellcheck, element, script
 from tests.unit.test_check import CheckTestCase
 from tripleo_elements.check import tools
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class TestShellcheckWork(CheckTestCase):
@@ -37,3 +44,30 @@ class TestShellcheckWork(CheckTestCase):
         for chunk in got:
             self.assertEqual(chunk, sorted(chunk, key=paths.index))
         self.assertEqual([[paths[0]]], tools.chunks(paths[:1], [5], 4))
+
+
+class TestFlake8Codes(testtools.TestCase):
+
+    def test_table_is_flake8s(self) -> None:
+        from flake8.plugins.pyflakes import FLAKE8_PYFLAKES_CODES
+        self.assertIn("UnusedImport", FLAKE8_PYFLAKES_CODES)
+        self.assertEqual(FLAKE8_PYFLAKES_CODES, tools.pyflakes_codes())
+
+    def test_pyflakes_code_without_importing_flake8(self) -> None:
+        # Importing flake8 costs more than checking a few scripts: a
+        # cold check finds the F codes without it.
+        code = (
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from tripleo_elements.check import tools\n"
+            "from tripleo_elements.check.model import SourceFile\n"
+            "src = SourceFile(None, Path('t'), 'bin/t', 0o755,\n"
+            "                 b'#!/usr/bin/python3\\nimport os\\n')\n"
+            "print([c for _, _, c, _ in tools.flake8([src])])\n"
+            "print(sorted(m for m in sys.modules\n"
+            "             if m == 'flake8' or m.startswith('flake8.')))\n")
+        out = subprocess.run([sys.executable, "-c", code], check=True,
+                             capture_output=True, text=True,
+                             cwd=REPO, env=dict(os.environ,
+                                                PYTHONPATH=str(REPO)))
+        self.assertEqual("['F401']\n[]\n", out.stdout)

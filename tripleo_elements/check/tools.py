@@ -215,13 +215,47 @@ def flake8_cached(scripts: Sequence[SourceFile], cache_dir: Path | None
             cache.put(cache_dir, _flake8_key(src), found[src.path])
 
 
+_PYFLAKES_CODES = "FLAKE8_PYFLAKES_CODES"
+
+
+@functools.cache
+def pyflakes_codes() -> dict[str, str]:
+    """flake8's table of pyflakes message class -> code (``F401``...).
+
+    Read from ``flake8/plugins/pyflakes.py`` without importing flake8:
+    its import pulls in flake8's option and plugin machinery
+    (``importlib.metadata``...), about 0.1 s, more than checking a few
+    scripts.  Falls back to importing the module when the table is not
+    a plain literal there."""
+    import ast
+    import importlib.util
+    spec = importlib.util.find_spec("flake8")
+    if spec is not None and spec.origin:
+        source = Path(spec.origin).with_name("plugins") / "pyflakes.py"
+        try:
+            module = ast.parse(source.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            module = ast.Module(body=[], type_ignores=[])
+        for node in module.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id == _PYFLAKES_CODES):
+                try:
+                    table = ast.literal_eval(node.value)
+                except ValueError:
+                    break
+                if isinstance(table, dict):
+                    return {str(k): str(v) for k, v in table.items()}
+    from flake8.plugins import pyflakes as plugin
+    return dict(getattr(plugin, _PYFLAKES_CODES))
+
+
 def flake8(scripts: Sequence[SourceFile]
            ) -> Iterator[tuple[SourceFile, int, str, str]]:
     """(file, line, flake8 code, message) for each problem pycodestyle and
     pyflakes find, with flake8's default ignore list."""
     import pycodestyle
     import pyflakes.api
-    from flake8.plugins.pyflakes import FLAKE8_PYFLAKES_CODES
 
     found: list[tuple[int, str, str]] = []
 
@@ -234,7 +268,7 @@ def flake8(scripts: Sequence[SourceFile]
             found.append((lineno or 0, "E999", str(msg)))
 
         def flake(self, message: Any) -> None:
-            code = FLAKE8_PYFLAKES_CODES.get(type(message).__name__, "F")
+            code = pyflakes_codes().get(type(message).__name__, "F")
             found.append((message.lineno, code,
                           message.message % message.message_args))
 
