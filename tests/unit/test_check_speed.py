@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixtures
 import testtools
 
 from tests.unit.checktrees import FakeShellcheck, element, script
 from tests.unit.test_check import CheckTestCase
+from tripleo_elements import tree
 from tripleo_elements.check import tools
+from tripleo_elements.element import Element
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,6 +36,27 @@ class TestShellcheckWork(CheckTestCase):
             [("one", "SC2086"), ("two", "SC2086")],
             sorted((f.path.parent.parent.name, f.code) for f in found
                    if f.code.startswith("SC")))
+
+    def test_each_element_listed_once(self) -> None:
+        for name in ("one", "two"):
+            element(self.root, name, {
+                "install.d/10-" + name: script(),
+                "os-refresh-config/configure.d/20-x": script(),
+                "README.rst": f"{name}\n===\n"})
+        walked: list[str] = []
+        real = tree.element_files
+
+        def counting(item: Element) -> tree.Listing:
+            walked.append(item.name)
+            return real(item)
+        self.useFixture(fixtures.MonkeyPatch(
+            "tripleo_elements.tree.element_files", counting))
+        found = self.run_check()
+        # The run-parts, collision and overwrite rules ran, and saw the
+        # files: the shared nested file is reported.
+        self.assertIn("TIE052", [f.code for f in found])
+        self.assertEqual(["one", "two"], sorted(walked))
+        self.assertIs(counting, tree.element_files)
 
     def test_chunks_balance_bytes_and_keep_order(self) -> None:
         paths = [Path(f"f{i}") for i in range(6)]
