@@ -15,6 +15,7 @@ from tests.unit.checktrees import FakeShellcheck, element, script
 from tests.unit.test_check import CheckTestCase
 from tripleo_elements import tree
 from tripleo_elements.check import tools
+from tripleo_elements.check.model import SourceFile
 from tripleo_elements.element import Element
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +58,33 @@ class TestShellcheckWork(CheckTestCase):
         self.assertIn("TIE052", [f.code for f in found])
         self.assertEqual(["one", "two"], sorted(walked))
         self.assertIs(counting, tree.element_files)
+
+    def test_groups_share_one_queue_of_chunks(self) -> None:
+        fake = self.useFixture(FakeShellcheck(comments={
+            "s3": [{"line": 2, "code": 2086, "level": "info",
+                    "message": "Double quote."}]}))
+        files = {"bash": [SourceFile(None, Path(f"b{i}"), f"b{i}", 0o755,
+                                     b"x" * (100 + i))
+                          for i in range(100)],
+                 "sh": [SourceFile(None, Path(f"s{i}"), f"s{i}", 0o755,
+                                   b"y") for i in range(5)]}
+        comments = tools.run_groups(files, "warning", "shellcheck", cpus=2)
+        self.assertEqual([("s3", 2086)],
+                         [(c["file"], c["code"]) for c in comments])
+        by_shell: dict[str, list[list[Path]]] = {}
+        for shell, paths in fake.calls:
+            by_shell.setdefault(shell, []).append(paths)
+        # Four chunks per CPU for the large group, one for the small;
+        # every file exactly once, as the shell of its group.
+        self.assertEqual(8, len(by_shell["bash"]))
+        self.assertEqual([[src.path for src in files["sh"]]],
+                         by_shell["sh"])
+        self.assertEqual(sorted(src.path for src in files["bash"]),
+                         sorted(p for c in by_shell["bash"] for p in c))
+        # One CPU: one process per shell, largest group first.
+        fake.calls.clear()
+        tools.run_groups(files, "warning", "shellcheck", cpus=1)
+        self.assertEqual(["bash", "sh"], [shell for shell, _ in fake.calls])
 
     def test_chunks_balance_bytes_and_keep_order(self) -> None:
         paths = [Path(f"f{i}") for i in range(6)]

@@ -102,18 +102,38 @@ def chunks(paths: Sequence[Path], sizes: Sequence[int], jobs: int
     return [[paths[i] for i in sorted(m)] for m in members if m]
 
 
-def _parallel(paths: Sequence[Path], sizes: Sequence[int], severity: str,
-              binary: str, shell: str) -> list[dict[str, Any]]:
-    """:func:`run_shellcheck` over one chunk per CPU at once (a few
-    processes in all, never one per file)."""
+#: Chunks per CPU for a large group: more, smaller chunks taken from one
+#: queue end closer together than one fixed share per CPU (a chunk's
+#: time is only roughly its size); each costs one more process start.
+CHUNKS_PER_CPU = 4
+
+
+def run_groups(groups: dict[str, list[SourceFile]], severity: str,
+               binary: str, cpus: int | None = None
+               ) -> list[dict[str, Any]]:
+    """:func:`run_shellcheck` over every shell's files at once: each
+    group is split into chunks of about equal size (never fewer than 8
+    files a chunk; one chunk on one CPU), and one worker per CPU takes
+    them largest first, so every CPU stays busy until the end and a
+    small group (the ``sh`` scripts) runs beside the large one, not
+    after it."""
     from concurrent.futures import ThreadPoolExecutor
-    jobs = max(1, min(os.cpu_count() or 1, len(paths) // 8 or 1))
-    if jobs == 1:
-        return run_shellcheck(paths, severity, binary, shell)
-    with ThreadPoolExecutor(jobs) as pool:
+    cpus = max(1, cpus or os.cpu_count() or 1)
+    work: list[tuple[int, str, list[Path]]] = []
+    for shell, group in sorted(groups.items()):
+        size = {src.path: len(src.data) for src in group}
+        count = 1 if cpus == 1 else max(
+            1, min(CHUNKS_PER_CPU * cpus, len(group) // 8))
+        for chunk in chunks(list(size), list(size.values()), count):
+            work.append((sum(size[p] for p in chunk), shell, chunk))
+    work.sort(key=lambda item: -item[0])
+    if len(work) <= 1 or cpus == 1:
+        return [c for _, shell, chunk in work
+                for c in run_shellcheck(chunk, severity, binary, shell)]
+    with ThreadPoolExecutor(min(cpus, len(work))) as pool:
         results = pool.map(
-            lambda chunk: run_shellcheck(chunk, severity, binary, shell),
-            chunks(paths, sizes, jobs))
+            lambda item: run_shellcheck(item[2], severity, binary,
+                                        item[1]), work)
         return [c for result in results for c in result]
 
 
@@ -140,15 +160,16 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
         if shell is not None:
             by_shell.setdefault(shell, []).append(src)
     results: dict[Path, list[dict[str, Any]]] = {}
+    keys: dict[Path, str] = {}
+    misses: dict[str, list[SourceFile]] = {}
     for shell, group in sorted(by_shell.items()):
         salt = f"{version}\0{severity}\0{shell}\0".encode()
-        keys = {src.path: hashlib.sha256(salt + src.data).hexdigest()
-                for src in group}
         # shellcheck's comments depend on the content only (the cache
         # relies on that too): each distinct content is checked once.
         first: dict[str, SourceFile] = {}
         for src in group:
-            key = keys[src.path]
+            key = keys[src.path] = hashlib.sha256(
+                salt + src.data).hexdigest()
             if key in first:
                 continue
             cached = cache.get(cache_dir, key)
@@ -156,21 +177,20 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
                 first[key] = src
             else:
                 results[src.path] = cached
-        misses = list(first.values())
-        fresh: dict[Path, list[dict[str, Any]]] = {
-            src.path: [] for src in misses}
-        if misses:
-            for comment in _parallel([s.path for s in misses],
-                                     [len(s.data) for s in misses],
-                                     severity, binary, shell):
-                fresh.setdefault(Path(comment["file"]), []).append(comment)
-            for src in misses:
-                cache.put(cache_dir, keys[src.path], fresh[src.path])
-        by_key = {keys[path]: comments for path, comments in fresh.items()
-                  if path in keys}
+        if first:
+            misses[shell] = list(first.values())
+    fresh: dict[Path, list[dict[str, Any]]] = {
+        src.path: [] for group in misses.values() for src in group}
+    for comment in run_groups(misses, severity, binary):
+        fresh.setdefault(Path(comment["file"]), []).append(comment)
+    for group in misses.values():
         for src in group:
-            if src.path not in results:
-                results[src.path] = by_key.get(keys[src.path], [])
+            cache.put(cache_dir, keys[src.path], fresh[src.path])
+    by_key = {keys[path]: comments for path, comments in fresh.items()
+              if path in keys}
+    for src in scripts:
+        if src.path in keys and src.path not in results:
+            results[src.path] = by_key.get(keys[src.path], [])
     env_files = {src.path for src in scripts if src.in_environment_d}
     findings = []
     for path, comments in results.items():
