@@ -12,7 +12,7 @@ import fixtures
 import testtools
 
 from tests.unit.checktrees import FakeShellcheck, element, script
-from tests.unit.test_check import CheckTestCase
+from tests.unit.test_check import MENU, CheckTestCase
 from tripleo_elements import tree
 from tripleo_elements.check import tools
 from tripleo_elements.check.model import SourceFile
@@ -123,3 +123,27 @@ class TestFlake8Codes(testtools.TestCase):
                              cwd=REPO, env=dict(os.environ,
                                                 PYTHONPATH=str(REPO)))
         self.assertEqual("['F401']\n[]\n", out.stdout)
+
+
+class TestMenuCache(CheckTestCase):
+
+    def test_menu_validation_cached_by_content(self) -> None:
+        element(self.root, "good", {
+            "menu.yaml": MENU, "package-installs.yaml": "nginx:\n",
+            "tie-menu-templates/wbe/etc/a": "x\n"})
+        element(self.root, "bad", {
+            "menu.yaml": "features:\n  a:\n    units: [x]\n"})
+        cache = Path(self.useFixture(fixtures.TempDir()).path)
+        first = self.run_check(cache_dir=cache,
+                               select=["TIE090", "TIE093"])
+        self.assertEqual(["TIE090", "TIE090", "TIE093"],
+                         [f.code for f in first])
+        # A warm run does not validate again (no jsonschema import)...
+        self.useFixture(fixtures.MonkeyPatch(
+            "tripleo_elements.menu.model.problems_of", None))
+        self.assertEqual(first, self.run_check(
+            cache_dir=cache, select=["TIE090", "TIE093"]))
+        # ...but a changed file is validated.
+        (self.root / "bad" / "menu.yaml").write_text(MENU + "# new\n")
+        self.assertRaises(TypeError, self.run_check, cache_dir=cache,
+                          select=["TIE090"])

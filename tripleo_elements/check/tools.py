@@ -1,6 +1,7 @@
 """The external linters ``build-image check`` runs over many files at once:
-shellcheck (separate processes, one per shell and CPU chunk, never one
-per file) and flake8's checkers pycodestyle and pyflakes (in-process).
+shellcheck (separate processes, a few chunks per CPU taken from one
+queue, never one per file) and flake8's checkers pycodestyle and pyflakes
+(in-process).
 
 In: the :class:`~.model.SourceFile` objects to lint and a cache directory.
 Out: shellcheck's comments as :class:`~.model.Finding` objects keeping
