@@ -107,6 +107,64 @@ def _message(error: Any) -> str:
     return f"{prefix}{error.message}"
 
 
+@functools.cache
+def _fast_rules() -> tuple[frozenset[str], Any, Any, tuple[Any, ...]]:
+    """What :func:`plainly_valid` tests, taken from the schema itself:
+    the phases, the arch-list and ``when`` patterns and the Python
+    versions."""
+    props = schema()["definitions"]["params"]["properties"]
+    definitions = schema()["definitions"]
+    return (frozenset(props["phase"]["enum"]),
+            re.compile(definitions["archlist"]["pattern"]),
+            re.compile(definitions["when"]["pattern"]),
+            tuple(props["dib_python_version"]["enum"]))
+
+
+def _plain_params(params: Any) -> bool:
+    if type(params) is not dict:
+        return False
+    phases, archlist, when, versions = _fast_rules()
+    for key, value in params.items():
+        if key == "phase":
+            ok = type(value) is str and value in phases
+        elif key in ("uninstall", "build-only"):
+            ok = value is True
+        elif key == "installtype":
+            ok = type(value) is str and value != ""
+        elif key in ("arch", "not-arch"):
+            ok = type(value) is str and archlist.search(value) is not None
+        elif key == "dib_python_version":
+            ok = type(value) in (int, str) and value in versions
+        elif key == "when":
+            tests = value if type(value) is list else [value]
+            ok = bool(tests) and all(
+                type(t) is str and when.search(t) is not None
+                for t in tests)
+        else:
+            ok = False
+        if not ok:
+            return False
+    return not ("arch" in params and "not-arch" in params)
+
+
+def plainly_valid(data: Any) -> bool:
+    """True only for data the schema accepts, in the plain shapes real
+    files use (string keys; a setting of the exact type the schema
+    names).  False means "ask jsonschema", which also words the
+    problems: importing it costs more than the rest of a warm check."""
+    if type(data) is not dict:
+        return False
+    for package, value in data.items():
+        if type(package) is not str:
+            return False
+        if value is None:
+            continue
+        entries = value if type(value) is list else [value]
+        if not all(_plain_params(entry) for entry in entries):
+            return False
+    return True
+
+
 def problems(path: Path, parse_errors: bool = True
              ) -> list[tuple[int, str]]:
     """(line, message) for each way ``path`` breaks the schema, sorted by
@@ -122,7 +180,7 @@ def problems(path: Path, parse_errors: bool = True
         return [(formats.yaml_error_line(exc),
                  f"does not parse: {formats.first_line(exc)}")] \
             if parse_errors else []
-    if data is None:
+    if data is None or plainly_valid(data):
         return []
     leaves = [leaf for error in _validator().iter_errors(data)
               for leaf in _leaf_errors(error)]

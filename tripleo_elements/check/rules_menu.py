@@ -9,12 +9,14 @@ and its extra rules are :mod:`tripleo_elements.menu.model`'s, the same
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tripleo_elements.check import formats, package_installs
+from tripleo_elements.check import cache, formats, package_installs
 from tripleo_elements.check.model import ELEMENT, Context, Hit, register
 from tripleo_elements.element import Element
 from tripleo_elements.menu import model
@@ -33,6 +35,36 @@ def _menu(element: Element) -> tuple[Path, Any] | None:
         return None
 
 
+@functools.cache
+def _menu_code_version() -> str:
+    """A hash of the menu package's code and schema: what
+    :func:`tripleo_elements.menu.model.problems_of` depends on besides
+    the file."""
+    digest = hashlib.sha256(b"menu-problems\0")
+    package = Path(model.__file__).parent
+    for source in sorted(package.glob("*.py")) + sorted(
+            package.glob("*.json")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
+def _problems(path: Path, data: Any, ctx: Context) -> list[str]:
+    """:func:`~tripleo_elements.menu.model.problems_of`, cached by the
+    file's content and the menu code: validating imports jsonschema,
+    which costs more than the rest of a warm check, and four rules ask."""
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return model.problems_of(data)
+    key = hashlib.sha256(_menu_code_version().encode() + b"\0"
+                         + content).hexdigest()
+    cached = cache.get(ctx.cache_dir, key)
+    if cached is None:
+        cached = [{"message": m} for m in model.problems_of(data)]
+        cache.put(ctx.cache_dir, key, cached)
+    return [str(item["message"]) for item in cached]
+
+
 @register("TIE090", ELEMENT, "menu.yaml does not match its schema "
           "(unknown key, bad type, default of the wrong type...)")
 def _schema(element: Element, ctx: Context) -> Iterator[Hit]:
@@ -40,16 +72,17 @@ def _schema(element: Element, ctx: Context) -> Iterator[Hit]:
     if found is None:
         return
     path, data = found
-    for problem in model.problems_of(data):
+    for problem in _problems(path, data, ctx):
         key = problem.split(":", 1)[0].split(".")
         line = formats.line_of_key(path, key[1]) if len(key) > 1 else 0
         yield Hit(path, line, problem)
 
 
-def _valid(element: Element) -> tuple[Path, dict[str, Any]] | None:
+def _valid(element: Element, ctx: Context
+           ) -> tuple[Path, dict[str, Any]] | None:
     found = _menu(element)
     if found is None or not isinstance(found[1], dict) \
-            or model.problems_of(found[1]):
+            or _problems(found[0], found[1], ctx):
         return None
     return found[0], found[1]
 
@@ -57,7 +90,7 @@ def _valid(element: Element) -> tuple[Path, dict[str, Any]] | None:
 @register("TIE091", ELEMENT, "menu.yaml feature needs a package the "
           "element's package-installs does not install")
 def _packages(element: Element, ctx: Context) -> Iterator[Hit]:
-    found = _valid(element)
+    found = _valid(element, ctx)
     if found is None:
         return
     path, data = found
@@ -81,7 +114,7 @@ def _packages(element: Element, ctx: Context) -> Iterator[Hit]:
 @register("TIE092", ELEMENT, "menu template uses a secret variable but "
           "its .oac does not make it mode 0600")
 def _secrets(element: Element, ctx: Context) -> Iterator[Hit]:
-    found = _valid(element)
+    found = _valid(element, ctx)
     root = element.path / TEMPLATES
     if found is None or not root.is_dir():
         return
@@ -119,7 +152,7 @@ def _template_dirs(element: Element, ctx: Context) -> Iterator[Hit]:
     root = element.path / TEMPLATES
     if not root.is_dir():
         return
-    found = _valid(element)
+    found = _valid(element, ctx)
     features = set((found[1].get("features") or {}) if found else ())
     for entry in sorted(root.iterdir()):
         if entry.name not in features:

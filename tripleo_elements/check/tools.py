@@ -1,6 +1,7 @@
 """The external linters ``build-image check`` runs over many files at once:
-shellcheck (separate processes, one per shell and CPU chunk, never one
-per file) and flake8's checkers pycodestyle and pyflakes (in-process).
+shellcheck (separate processes, a few chunks per CPU taken from one
+queue, never one per file) and flake8's checkers pycodestyle and pyflakes
+(in-process).
 
 In: the :class:`~.model.SourceFile` objects to lint and a cache directory.
 Out: shellcheck's comments as :class:`~.model.Finding` objects keeping
@@ -102,18 +103,38 @@ def chunks(paths: Sequence[Path], sizes: Sequence[int], jobs: int
     return [[paths[i] for i in sorted(m)] for m in members if m]
 
 
-def _parallel(paths: Sequence[Path], sizes: Sequence[int], severity: str,
-              binary: str, shell: str) -> list[dict[str, Any]]:
-    """:func:`run_shellcheck` over one chunk per CPU at once (a few
-    processes in all, never one per file)."""
+#: Chunks per CPU for a large group: more, smaller chunks taken from one
+#: queue end closer together than one fixed share per CPU (a chunk's
+#: time is only roughly its size); each costs one more process start.
+CHUNKS_PER_CPU = 4
+
+
+def run_groups(groups: dict[str, list[SourceFile]], severity: str,
+               binary: str, cpus: int | None = None
+               ) -> list[dict[str, Any]]:
+    """:func:`run_shellcheck` over every shell's files at once: each
+    group is split into chunks of about equal size (never fewer than 8
+    files a chunk; one chunk on one CPU), and one worker per CPU takes
+    them largest first, so every CPU stays busy until the end and a
+    small group (the ``sh`` scripts) runs beside the large one, not
+    after it."""
     from concurrent.futures import ThreadPoolExecutor
-    jobs = max(1, min(os.cpu_count() or 1, len(paths) // 8 or 1))
-    if jobs == 1:
-        return run_shellcheck(paths, severity, binary, shell)
-    with ThreadPoolExecutor(jobs) as pool:
+    cpus = max(1, cpus or os.cpu_count() or 1)
+    work: list[tuple[int, str, list[Path]]] = []
+    for shell, group in sorted(groups.items()):
+        size = {src.path: len(src.data) for src in group}
+        count = 1 if cpus == 1 else max(
+            1, min(CHUNKS_PER_CPU * cpus, len(group) // 8))
+        for chunk in chunks(list(size), list(size.values()), count):
+            work.append((sum(size[p] for p in chunk), shell, chunk))
+    work.sort(key=lambda item: -item[0])
+    if len(work) <= 1 or cpus == 1:
+        return [c for _, shell, chunk in work
+                for c in run_shellcheck(chunk, severity, binary, shell)]
+    with ThreadPoolExecutor(min(cpus, len(work))) as pool:
         results = pool.map(
-            lambda chunk: run_shellcheck(chunk, severity, binary, shell),
-            chunks(paths, sizes, jobs))
+            lambda item: run_shellcheck(item[2], severity, binary,
+                                        item[1]), work)
         return [c for result in results for c in result]
 
 
@@ -140,15 +161,16 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
         if shell is not None:
             by_shell.setdefault(shell, []).append(src)
     results: dict[Path, list[dict[str, Any]]] = {}
+    keys: dict[Path, str] = {}
+    misses: dict[str, list[SourceFile]] = {}
     for shell, group in sorted(by_shell.items()):
         salt = f"{version}\0{severity}\0{shell}\0".encode()
-        keys = {src.path: hashlib.sha256(salt + src.data).hexdigest()
-                for src in group}
         # shellcheck's comments depend on the content only (the cache
         # relies on that too): each distinct content is checked once.
         first: dict[str, SourceFile] = {}
         for src in group:
-            key = keys[src.path]
+            key = keys[src.path] = hashlib.sha256(
+                salt + src.data).hexdigest()
             if key in first:
                 continue
             cached = cache.get(cache_dir, key)
@@ -156,21 +178,20 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
                 first[key] = src
             else:
                 results[src.path] = cached
-        misses = list(first.values())
-        fresh: dict[Path, list[dict[str, Any]]] = {
-            src.path: [] for src in misses}
-        if misses:
-            for comment in _parallel([s.path for s in misses],
-                                     [len(s.data) for s in misses],
-                                     severity, binary, shell):
-                fresh.setdefault(Path(comment["file"]), []).append(comment)
-            for src in misses:
-                cache.put(cache_dir, keys[src.path], fresh[src.path])
-        by_key = {keys[path]: comments for path, comments in fresh.items()
-                  if path in keys}
+        if first:
+            misses[shell] = list(first.values())
+    fresh: dict[Path, list[dict[str, Any]]] = {
+        src.path: [] for group in misses.values() for src in group}
+    for comment in run_groups(misses, severity, binary):
+        fresh.setdefault(Path(comment["file"]), []).append(comment)
+    for group in misses.values():
         for src in group:
-            if src.path not in results:
-                results[src.path] = by_key.get(keys[src.path], [])
+            cache.put(cache_dir, keys[src.path], fresh[src.path])
+    by_key = {keys[path]: comments for path, comments in fresh.items()
+              if path in keys}
+    for src in scripts:
+        if src.path in keys and src.path not in results:
+            results[src.path] = by_key.get(keys[src.path], [])
     env_files = {src.path for src in scripts if src.in_environment_d}
     findings = []
     for path, comments in results.items():
@@ -215,13 +236,47 @@ def flake8_cached(scripts: Sequence[SourceFile], cache_dir: Path | None
             cache.put(cache_dir, _flake8_key(src), found[src.path])
 
 
+_PYFLAKES_CODES = "FLAKE8_PYFLAKES_CODES"
+
+
+@functools.cache
+def pyflakes_codes() -> dict[str, str]:
+    """flake8's table of pyflakes message class -> code (``F401``...).
+
+    Read from ``flake8/plugins/pyflakes.py`` without importing flake8:
+    its import pulls in flake8's option and plugin machinery
+    (``importlib.metadata``...), about 0.1 s, more than checking a few
+    scripts.  Falls back to importing the module when the table is not
+    a plain literal there."""
+    import ast
+    import importlib.util
+    spec = importlib.util.find_spec("flake8")
+    if spec is not None and spec.origin:
+        source = Path(spec.origin).with_name("plugins") / "pyflakes.py"
+        try:
+            module = ast.parse(source.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            module = ast.Module(body=[], type_ignores=[])
+        for node in module.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id == _PYFLAKES_CODES):
+                try:
+                    table = ast.literal_eval(node.value)
+                except ValueError:
+                    break
+                if isinstance(table, dict):
+                    return {str(k): str(v) for k, v in table.items()}
+    from flake8.plugins import pyflakes as plugin
+    return dict(getattr(plugin, _PYFLAKES_CODES))
+
+
 def flake8(scripts: Sequence[SourceFile]
            ) -> Iterator[tuple[SourceFile, int, str, str]]:
     """(file, line, flake8 code, message) for each problem pycodestyle and
     pyflakes find, with flake8's default ignore list."""
     import pycodestyle
     import pyflakes.api
-    from flake8.plugins.pyflakes import FLAKE8_PYFLAKES_CODES
 
     found: list[tuple[int, str, str]] = []
 
@@ -234,7 +289,7 @@ def flake8(scripts: Sequence[SourceFile]
             found.append((lineno or 0, "E999", str(msg)))
 
         def flake(self, message: Any) -> None:
-            code = FLAKE8_PYFLAKES_CODES.get(type(message).__name__, "F")
+            code = pyflakes_codes().get(type(message).__name__, "F")
             found.append((message.lineno, code,
                           message.message % message.message_args))
 
