@@ -22,6 +22,8 @@ order.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import os
 import re
@@ -82,12 +84,42 @@ class Listing:
     unreadable: tuple[Unreadable, ...]
 
 
+#: Listings kept by :func:`listings_kept` (None: every call walks).
+_KEPT: contextvars.ContextVar[dict[Path, Listing] | None] = \
+    contextvars.ContextVar("tie_kept_listings", default=None)
+
+
+@contextlib.contextmanager
+def listings_kept() -> Iterator[None]:
+    """Within the block (in this thread or task only), each element
+    directory is walked once: later :func:`element_files` calls for the
+    same directory get the first listing.  For one pass over a tree that
+    does not change under it, e.g. one ``check`` run, whose rules and the
+    run-parts, collision and overwrite scans they share with ``plan``
+    would otherwise list every element four times."""
+    token = _KEPT.set({})
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+
+
 def element_files(element: Element) -> Listing:
     """Every file and symlink below ``element`` (directories under
     :data:`SKIP_DIRS` and ``*.pyc`` left out), sorted by ``rel``; symlinked
     directories are not followed, so a link loop is one more entry, never
     an endless walk.  Directories that cannot be read are reported, not
-    raised."""
+    raised.  Inside :func:`listings_kept`, one walk per directory."""
+    kept = _KEPT.get()
+    if kept is None:
+        return _walk(element)
+    listing = kept.get(element.path)
+    if listing is None:
+        listing = kept[element.path] = _walk(element)
+    return listing
+
+
+def _walk(element: Element) -> Listing:
     base = os.fspath(element.path)
     files: list[ElementFile] = []
     unreadable: list[Unreadable] = []

@@ -16,7 +16,7 @@ from tests.unit.test_check import MENU, CheckTestCase
 from tripleo_elements import tree
 from tripleo_elements.check import tools
 from tripleo_elements.check.model import SourceFile
-from tripleo_elements.element import Element
+from tripleo_elements.element import Element, load_element
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,19 +45,24 @@ class TestShellcheckWork(CheckTestCase):
                 "os-refresh-config/configure.d/20-x": script(),
                 "README.rst": f"{name}\n===\n"})
         walked: list[str] = []
-        real = tree.element_files
+        real = tree._walk
 
         def counting(item: Element) -> tree.Listing:
             walked.append(item.name)
             return real(item)
         self.useFixture(fixtures.MonkeyPatch(
-            "tripleo_elements.tree.element_files", counting))
+            "tripleo_elements.tree._walk", counting))
         found = self.run_check()
         # The run-parts, collision and overwrite rules ran, and saw the
         # files: the shared nested file is reported.
         self.assertIn("TIE052", [f.code for f in found])
         self.assertEqual(["one", "two"], sorted(walked))
-        self.assertIs(counting, tree.element_files)
+        # Outside a check every call walks again.
+        walked.clear()
+        one = load_element(self.root / "one", self.root)
+        tree.element_files(one)
+        tree.element_files(one)
+        self.assertEqual(["one", "one"], walked)
 
     def test_groups_share_one_queue_of_chunks(self) -> None:
         fake = self.useFixture(FakeShellcheck(comments={

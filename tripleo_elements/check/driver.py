@@ -11,8 +11,6 @@ rules run.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -50,33 +48,6 @@ def read_files(element: Element) -> tuple[list[SourceFile], list[Unread]]:
         files.append(SourceFile(element, item.path, item.rel, item.mode,
                                 data))
     return files, unread
-
-
-@contextlib.contextmanager
-def listed_once() -> Iterator[None]:
-    """Within the block, :func:`tripleo_elements.tree.element_files`
-    walks each element directory once.
-
-    The check reads each element's files through it, and the tree
-    functions its rules share with ``plan`` (run-parts, hook collisions,
-    nested overwrites) list every element again: four walks of each
-    element in one run, about a third of a warm check.  One check sees
-    one state of the tree, so the first listing serves the rest.  Only
-    ``check_elements`` uses this, in the thread that runs the rules."""
-    real = tree.element_files
-    listings: dict[Path, tree.Listing] = {}
-
-    @functools.wraps(real)
-    def once(element: Element) -> tree.Listing:
-        listing = listings.get(element.path)
-        if listing is None:
-            listing = listings[element.path] = real(element)
-        return listing
-    setattr(tree, "element_files", once)
-    try:
-        yield
-    finally:
-        setattr(tree, "element_files", real)
 
 
 def _matches(code: str, patterns: Collection[str]) -> bool:
@@ -147,7 +118,7 @@ def check_elements(elements: Sequence[Element], *,
     but not installed one notice says so.  ``cache_dir`` caches
     shellcheck, flake8 and schema results by content (None: no cache).
     """
-    with listed_once():
+    with tree.listings_kept():
         return _check_elements(
             elements, index=index, resolution=resolution, select=select,
             ignore=ignore, shellcheck=shellcheck,
