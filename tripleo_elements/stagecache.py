@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -103,8 +104,11 @@ _COLLECT = """#!/bin/bash
 set -eu
 set -o pipefail
 [ "${TIE_STAGE_MODE:-}" = capture ] || exit 0
-sudo mv "$TMP_MOUNT_PATH/tmp/tie-stage.tar" "$TIE_STAGE_FILE"
-sudo chown "$(id -u):$(id -g)" "$TIE_STAGE_FILE"
+# Copied out and hashed in one pass (the hash is recorded in the entry).
+src=$TMP_MOUNT_PATH/tmp/tie-stage.tar
+sudo cat "$src" | tee "$TIE_STAGE_FILE" | sha256sum | cut -d' ' -f1 \
+    > "$TIE_STAGE_FILE.sha256"
+sudo rm -f "$src"
 """
 
 
@@ -158,6 +162,12 @@ def inputs(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
     """The stage's inputs: :func:`buildcache.inputs` over the parts of
     the elements that act before the capture; the output's name and
     path are not inputs."""
+    if code is None:
+        # Of our code only the hooks (this module) and the menu the
+        # build writes for menu-driver's install.d act before the capture.
+        code = hashlib.sha256(
+            Path(__file__).read_bytes() + json.dumps(
+                plan.menu, sort_keys=True).encode()).hexdigest()
     found = buildcache.inputs(plan, environ, code=code, dib=dib,
                               digest=stage_digest)
     found.pop("name", None)
@@ -196,13 +206,17 @@ def store(root: Path, tmp: Path, plan: plan_mod.BuildPlan,
     ``key_of(recorded)`` by one rename; False when it already exists."""
     tarball = tmp / TARBALL
     size = tarball.stat().st_size
+    hashed = tmp / f"{TARBALL}.sha256"
+    digest = hashed.read_text().strip() if hashed.is_file() else ""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        digest = outputs.sha256_of(tarball)
+    hashed.unlink(missing_ok=True)
     (tmp / "inputs.json").write_text(
         json.dumps(dict(recorded), indent=1, sort_keys=True) + "\n")
     (tmp / "entry.json").write_text(json.dumps({
         "name": plan.output.name, "output": str(plan.output),
         "created": time.time(), "size": size,
-        "files": {TARBALL: {"size": size,
-                            "sha256": outputs.sha256_of(tarball)}}},
+        "files": {TARBALL: {"size": size, "sha256": digest}}},
         indent=1, sort_keys=True) + "\n")
     try:
         os.rename(tmp, root / buildcache.key_of(recorded))
