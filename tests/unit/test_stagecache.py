@@ -244,3 +244,18 @@ class StageCacheTest(testtools.TestCase):
         args = buildcache_cli.build_parser().parse_args(argv)
         self.assertEqual(0, buildcache_cli.run(args, self.env, buf))
         return buf.getvalue()
+
+    def test_helper_hooks_are_valid_bash_and_executable(self) -> None:
+        import subprocess
+        element = stagecache.write_element(self.tmp / "helper")
+        hooks = sorted(p for p in element.rglob("*") if p.is_file())
+        self.assertEqual(["07-tie-stage-restore", "98-tie-stage-capture",
+                          "99-tie-stage-collect"],
+                         sorted(p.name for p in hooks))
+        for hook in hooks:
+            self.assertTrue(os.access(hook, os.X_OK), hook)
+            subprocess.run(["bash", "-n", str(hook)], check=True)
+            # Each one acts only in its own mode.
+            done = subprocess.run(["bash", str(hook)], env={"PATH": "/bin"},
+                                  capture_output=True, text=True)
+            self.assertEqual((0, ""), (done.returncode, done.stdout), hook)
