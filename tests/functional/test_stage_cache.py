@@ -38,7 +38,8 @@ class TestStageCache(base.FunctionalTestCase):
         argv = [str(base.console_script("build-image")), "-o",
                 str(self.workdir / name), "--elements-path", str(elements),
                 *ARGS]
-        env = dict(os.environ, XDG_CACHE_HOME=str(self.workdir / "xdg"))
+        env = dict(os.environ, XDG_CACHE_HOME=str(self.workdir / "xdg"),
+                   TIE_STAGE_CACHE="1")
         self.attach_log(f"{name}.build.log", log, 60)
         started = time.monotonic()
         with open(log, "wb") as handle:

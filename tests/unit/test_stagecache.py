@@ -69,7 +69,8 @@ class StageCacheTest(testtools.TestCase):
         self.out = self.tmp / "out"
         self.out.mkdir()
         self.root = self.tmp / "xdg" / "tripleo-image-elements" / "stages"
-        self.env = {"DIB_IMAGE_CACHE": str(self.tmp / "dl"),
+        self.env = {"TIE_STAGE_CACHE": "1",
+                    "DIB_IMAGE_CACHE": str(self.tmp / "dl"),
                     "XDG_CACHE_HOME": str(self.tmp / "xdg")}
         self.runs = 0
 
@@ -85,7 +86,13 @@ class StageCacheTest(testtools.TestCase):
         self.runs += 1
         record = self.tmp / f"argv-{self.runs}"
         env = dict(os.environ, FAKE_DIB_MODE="ok",
-                   FAKE_DIB_RECORD=str(record), **self.env, **extra)
+                   FAKE_DIB_RECORD=str(record))
+        env.update(self.env)
+        for name, value in extra.items():
+            if value:
+                env[name] = value
+            else:
+                env.pop(name, None)
         result = buildcache.execute(plan, env, lambda p, s: None,
                                     use_cache=use_cache)
         return result, record
@@ -212,6 +219,15 @@ class StageCacheTest(testtools.TestCase):
         _, record = self.build(self.make(), TIE_STAGE_CACHE="0")
         self.assertNotIn("tie-stage", record.read_text().split())
         self.assertEqual([], buildcache.entries(self.root))
+        # Off unless asked for (an empty value: the variable unset).
+        self.change("os-collect-config/os-refresh-config/configure.d/"
+                    "55-heat-config", "#!/bin/bash\necho 4\n")
+        _, record = self.build(self.make(), TIE_STAGE_CACHE="")
+        self.assertNotIn("tie-stage", record.read_text().split())
+        self.assertEqual([], buildcache.entries(self.root))
+        unset = {k: v for k, v in self.env.items() if k != "TIE_STAGE_CACHE"}
+        self.assertIn("off (set TIE_STAGE_CACHE=1", stagecache.describe_text(
+            stagecache.describe(self.make(), unset)))
         plan = self.make()
         plan = plan_mod.BuildPlan(**{
             **{f: getattr(plan, f) for f in plan.__dataclass_fields__},
