@@ -69,12 +69,14 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
 
 # ------------------------------------------------------------------ key
 
-def tree_digest(root: Path) -> str:
+def tree_digest(root: Path,
+                keep: Callable[[str], bool] | None = None) -> str:
     """sha256 over every entry below ``root``: relative name, kind, mode,
     content (files) or target (symlinks, whose targets are followed as
     well, as the staged tree follows them).  ``__pycache__`` and ``*.pyc``
     are left out: Python writes them when the elements' own tests run,
-    and DIB never runs them."""
+    and DIB never runs them.  ``keep(relative name)`` False leaves a
+    file out."""
     h = hashlib.sha256()
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -86,7 +88,10 @@ def tree_digest(root: Path) -> str:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in _SKIP_NAMES and (
+                keep is None or keep(os.path.normpath(
+                    os.path.join(rel_dir, d)))))
         h.update(f"dir {rel_dir} "
                  f"{stat.S_IMODE(os.stat(dirpath).st_mode):o}\n".encode())
         for name in dirnames:
@@ -99,6 +104,8 @@ def tree_digest(root: Path) -> str:
                 continue
             path = os.path.join(dirpath, name)
             rel = os.path.join(rel_dir, name)
+            if keep is not None and not keep(os.path.normpath(rel)):
+                continue
             if os.path.islink(path):
                 h.update(f"link {rel} -> {os.readlink(path)}\n".encode())
             try:
@@ -155,8 +162,8 @@ def _secret(name: str) -> bool:
 
 
 def inputs(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
-           *, code: str | None = None, dib: str | None = None
-           ) -> dict[str, str]:
+           *, code: str | None = None, dib: str | None = None,
+           digest: Callable[[Path], str] = tree_digest) -> dict[str, str]:
     """The build's inputs as ``{name: value}``: readable values where
     they are short, digests for trees and secrets."""
     found: dict[str, str] = {
@@ -169,7 +176,7 @@ def inputs(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
         "build-code": code if code is not None else code_digest(),
     }
     for name in plan.elements:
-        found[f"element {name}"] = tree_digest(Path(plan.sources[name]))
+        found[f"element {name}"] = digest(Path(plan.sources[name]))
     for key, value in plan.environment.items():
         found[f"env {key}"] = _normalise(value, plan)
     for key, value in environ.items():
@@ -496,7 +503,8 @@ def execute(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
         if hit is not None:
             return hit
         since = time.time()
-        result = build.execute(plan, environ, report)
+        from tripleo_elements import stagecache
+        result = stagecache.execute(plan, environ, report)
         notices = list(result.notices)
         try:
             if store(root, plan, recorded, since) is not None:
@@ -530,6 +538,12 @@ def describe(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
         answer["status"] = "hit"
         return answer
     answer["status"] = "miss"
+    from tripleo_elements import stagecache
+    try:
+        answer["stage"] = stagecache.describe(plan, environ)
+    except OSError as exc:
+        answer["stage"] = {"status": "unused", "reason": "the stage cache "
+                           f"cannot be read: {exc.strerror or exc}"}
     earlier = next((e for e in known if e.output == str(plan.output)),
                    None) or next((e for e in known
                                   if e.name == plan.output.name), None)
@@ -555,7 +569,12 @@ def describe_text(answer: Mapping[str, object]) -> str:
         changed = answer.get("changed")
         lines += [f"  {c}" for c in (changed if isinstance(changed, list)
                                      else [])]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    stage = answer.get("stage")
+    if isinstance(stage, Mapping):
+        from tripleo_elements import stagecache
+        text += stagecache.describe_text(stage)
+    return text
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

@@ -13,9 +13,10 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TextIO
 
-from tripleo_elements import buildcache, errors
+from tripleo_elements import buildcache, errors, stagecache
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="build-image cache",
         description="The build cache (default $XDG_CACHE_HOME/"
         "tripleo-image-elements/builds): a build whose inputs are all "
-        "unchanged returns the recorded image at once.")
+        "unchanged returns the recorded image at once; the stage cache "
+        "(.../stages) holds installed OS trees a rebuild starts from.")
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("list", help="every entry, most recently used first")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -44,39 +46,51 @@ def _stamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
 
 
+def _roots(environ: Mapping[str, str]) -> list[tuple[str, Path]]:
+    return [("build", buildcache.cache_dir(environ)),
+            ("stage", stagecache.cache_dir(environ))]
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str],
         out: TextIO) -> int:
-    root = buildcache.cache_dir(environ)
+    roots = _roots(environ)
     if args.action == "list":
-        known = buildcache.entries(root)
+        known = [(kind, e) for kind, root in roots
+                 for e in buildcache.entries(root)]
         if args.format == "json":
             out.write(json.dumps([
-                {"key": e.key, "name": e.name, "output": e.output,
-                 "size": e.size, "created": round(e.created),
-                 "used": round(e.used)} for e in known],
-                indent=2) + "\n")
+                {"kind": kind, "key": e.key, "name": e.name,
+                 "output": e.output, "size": e.size,
+                 "created": round(e.created), "used": round(e.used)}
+                for kind, e in known], indent=2) + "\n")
             return 0
-        out.write(f"{root}: {len(known)} entries, "
-                  f"{sum(e.size for e in known) / 2**20:.1f} MiB\n")
-        for e in known:
-            out.write(f"{e.key[:16]}  {e.size / 2**20:9.1f} MiB  "
-                      f"built {_stamp(e.created)}  used {_stamp(e.used)}  "
-                      f"{e.output}\n")
+        for kind, root in roots:
+            mine = [e for k, e in known if k == kind]
+            out.write(f"{root}: {len(mine)} entries ({kind}), "
+                      f"{sum(e.size for e in mine) / 2**20:.1f} MiB\n")
+            for e in mine:
+                out.write(f"{e.key[:16]}  {e.size / 2**20:9.1f} MiB  "
+                          f"built {_stamp(e.created)}  used "
+                          f"{_stamp(e.used)}  {kind} {e.output}\n")
         return 0
     if args.max_size is None and args.max_age is None and not args.all:
         raise errors.UsageError("cache prune: nothing to prune by",
                                 "give --max-size, --max-age or --all")
-    removed = buildcache.prune(
-        root, max_bytes=0 if args.all else (
-            None if args.max_size is None
-            else buildcache.parse_size(args.max_size)),
-        max_age=None if args.max_age is None
-        else buildcache.parse_age(args.max_age))
-    for e in removed:
+    max_age = None if args.max_age is None \
+        else buildcache.parse_age(args.max_age)
+    max_bytes = 0 if args.all else (
+        None if args.max_size is None
+        else buildcache.parse_size(args.max_size))
+    removed = []
+    for kind, root in roots:
+        # --max-size applies to each cache on its own.
+        removed += [(kind, e) for e in buildcache.prune(
+            root, max_bytes=max_bytes, max_age=max_age)]
+    for kind, e in removed:
         out.write(f"removed {e.key[:16]}  {e.size / 2**20:.1f} MiB  "
-                  f"{e.output}\n")
+                  f"{kind} {e.output}\n")
     out.write(f"{len(removed)} removed, "
-              f"{sum(e.size for e in removed) / 2**20:.1f} MiB freed\n")
+              f"{sum(e.size for _, e in removed) / 2**20:.1f} MiB freed\n")
     return 0
 
 
