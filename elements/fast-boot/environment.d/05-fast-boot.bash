@@ -12,10 +12,11 @@ export DIB_FAST_BOOT_DISABLE_UNITS=${DIB_FAST_BOOT_DISABLE_UNITS-e2scrub_reap.se
 export DIB_GRUB_TIMEOUT=${DIB_GRUB_TIMEOUT:-0}
 
 _fast_boot_cmdline=""
-if [ -n "$DIB_FAST_BOOT_BLACKLIST_MODULES" ]; then
-    _fast_boot_cmdline=" modprobe.blacklist=$(echo $DIB_FAST_BOOT_BLACKLIST_MODULES | tr ' ' ',')"
+read -r -a _fast_boot_modules <<< "$DIB_FAST_BOOT_BLACKLIST_MODULES"
+if [ "${#_fast_boot_modules[@]}" -gt 0 ]; then
+    _fast_boot_cmdline=" modprobe.blacklist=$(IFS=,; echo "${_fast_boot_modules[*]}")"
 fi
 # The bootloader element's own default, plus the blacklist: the initramfs
 # honours modprobe.blacklist= too, so it needs no rebuild.
 export DIB_BOOTLOADER_DEFAULT_CMDLINE=${DIB_BOOTLOADER_DEFAULT_CMDLINE:-"nofb nomodeset gfxpayload=text$_fast_boot_cmdline"}
-unset _fast_boot_cmdline
+unset _fast_boot_cmdline _fast_boot_modules
