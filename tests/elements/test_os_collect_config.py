@@ -143,6 +143,7 @@ class InstallTest(testtools.TestCase):
             "DIB_OCC_DEFAULTS_FILE": str(self.root / "usr/share/occ.json"),
             "DIB_OCC_STATE_DIR": str(self.root / "var/lib/occ"),
             "DIB_OCC_FILES": str(self.element / "os-collect-config-files"),
+            "DIB_OCC_LIBEXEC_DIR": str(self.root / "usr/libexec/occ"),
         }
 
     def test_unit_installed_and_enabled(self) -> None:
@@ -158,6 +159,10 @@ class InstallTest(testtools.TestCase):
         self.assertIn("ExecStart=os-collect-config --config-file "
                       "/etc/os-collect-config.conf\n", unit)
         self.assertIn("WantedBy=multi-user.target", unit)
+        self.assertIn("ExecStartPre=-/usr/libexec/os-collect-config-element/"
+                      "first-boot-config\n", unit)
+        first_boot = self.root / "usr/libexec/occ/first-boot-config"
+        self.assertEqual(0o755, stat.S_IMODE(first_boot.stat().st_mode))
         defaults = json.loads((self.root / "usr/share/occ.json").read_text())
         self.assertEqual({"collectors": ["heat_local", "ec2", "local"],
                           "polling_interval": 30}, defaults)
@@ -260,3 +265,77 @@ class InstallTest(testtools.TestCase):
         self.assertEqual("os-collect-config", call[-1])
         self.assertTrue((self.root / "hooks/os-collect-config-wheels")
                         .is_dir())
+
+
+class FirstBootConfigTest(testtools.TestCase):
+    """first-boot-config renders the configuration from cfn-init-data
+    before the first collection, and only then."""
+
+    BOOTSTRAP = "[DEFAULT]\ncollectors = heat_local\n"
+
+    def setUp(self) -> None:
+        super().setUp()
+        element = self.element = element_path("os-collect-config")
+        self.script = element / "os-collect-config-files/first-boot-config"
+        self.root = Path(self.useFixture(fixtures.TempDir()).path)
+        self.conf = self.root / "etc/os-collect-config.conf"
+        self.conf.parent.mkdir()
+        self.conf.write_text(self.BOOTSTRAP)
+        self.data = self.root / "cfn-init-data"
+        self.cache = self.root / "cache"
+        self.cache.mkdir()
+        self.env = {
+            "OCC_CONFIG_FILE": str(self.conf),
+            "OCC_CFN_INIT_DATA": str(self.data),
+            "OCC_CACHE_DIR": str(self.cache),
+            "OCC_TEMPLATE": str(element / "os-apply-config" / CONF[1:]),
+            "OCC_DEFAULTS_FILE": str(self.root / "missing.json"),
+        }
+
+    def run_it(self) -> int:
+        return run_script(self.script, self.root, env=self.env,
+                          binds=[self.element], allow=["rm"]).returncode
+
+    def heat_data(self, **occ: object) -> None:
+        self.data.write_text(json.dumps({"os-collect-config": {
+            "request": {"metadata_url": "http://10.0.2.2:8000/md/x"},
+            "collectors": ["request"], "polling_interval": 5, **occ}}))
+
+    def test_first_boot_polls_the_transport_at_once(self) -> None:
+        self.heat_data()
+        self.assertEqual(0, self.run_it())
+        got = options(self.conf.read_text())
+        self.assertEqual(["request"], got["DEFAULT.collectors"])
+        self.assertEqual(["5"], got["DEFAULT.polling_interval"])
+        self.assertEqual(["http://10.0.2.2:8000/md/x"],
+                         got["request.metadata_url"])
+        self.assertEqual(0o600, stat.S_IMODE(self.conf.stat().st_mode))
+        # The same text os-apply-config renders from that metadata, so
+        # the first pass does not make os-collect-config re-execute.
+        self.assertEqual(render_templates(
+            element_path("os-collect-config"), json.loads(
+                self.data.read_text()), env={
+                "OS_COLLECT_CONFIG_DEFAULTS": str(self.root / "m.json")})[
+                    CONF][0], self.conf.read_text())
+        self.assertEqual(["etc/os-collect-config.conf"],
+                         [str(p.relative_to(self.root))
+                          for p in self.conf.parent.parent.rglob("*.conf*")])
+
+    def test_later_boots_keep_what_os_apply_config_wrote(self) -> None:
+        self.heat_data()
+        (self.cache / "os_config_files.json").write_text("[]")
+        self.assertEqual(0, self.run_it())
+        self.assertEqual(self.BOOTSTRAP, self.conf.read_text())
+
+    def test_no_user_data_keeps_the_bootstrap(self) -> None:
+        self.assertEqual(0, self.run_it())
+        self.assertEqual(self.BOOTSTRAP, self.conf.read_text())
+
+    def test_refused_metadata_keeps_the_bootstrap(self) -> None:
+        for bad in ('{"os-collect-config": {"polling_interval": "1\\n'
+                    '[x]"}}', "not json"):
+            self.data.write_text(bad)
+            self.assertEqual(1, self.run_it(), bad)
+            self.assertEqual(self.BOOTSTRAP, self.conf.read_text())
+            self.assertEqual([self.conf.name],
+                             [p.name for p in self.conf.parent.iterdir()])

@@ -1,0 +1,22 @@
+# Boot settings for a cloud guest (see README.rst).  This file sorts before
+# the bootloader element's 10-bootloader-default-cmdline, so the defaults
+# set here are the ones it sees; a value set by the caller still wins.
+
+# Kernel modules kept out of the initramfs and the root filesystem: the
+# floppy driver probes a drive qemu/KVM guests report but never have, and
+# every blkid scan at boot waits for its read to time out.
+export DIB_FAST_BOOT_BLACKLIST_MODULES=${DIB_FAST_BOOT_BLACKLIST_MODULES-floppy}
+# Units a first boot of a cloud image does not need (disabled, not removed).
+export DIB_FAST_BOOT_DISABLE_UNITS=${DIB_FAST_BOOT_DISABLE_UNITS-e2scrub_reap.service}
+# No GRUB menu wait: nobody is at a cloud guest's console to choose.
+export DIB_GRUB_TIMEOUT=${DIB_GRUB_TIMEOUT:-0}
+
+_fast_boot_cmdline=""
+read -r -a _fast_boot_modules <<< "$DIB_FAST_BOOT_BLACKLIST_MODULES"
+if [ "${#_fast_boot_modules[@]}" -gt 0 ]; then
+    _fast_boot_cmdline=" modprobe.blacklist=$(IFS=,; echo "${_fast_boot_modules[*]}")"
+fi
+# The bootloader element's own default, plus the blacklist: the initramfs
+# honours modprobe.blacklist= too, so it needs no rebuild.
+export DIB_BOOTLOADER_DEFAULT_CMDLINE=${DIB_BOOTLOADER_DEFAULT_CMDLINE:-"nofb nomodeset gfxpayload=text$_fast_boot_cmdline"}
+unset _fast_boot_cmdline _fast_boot_modules
