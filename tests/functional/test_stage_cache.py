@@ -28,16 +28,20 @@ ELEMENTS = Path(__file__).resolve().parent / "elements"
 ARGS = ["--no-defaults", "-e", "debian-minimal", "-e", "tie-test-orc",
         "-t", "tar"]
 SCRIPT = "os-refresh-config/configure.d/50-tie-test-orc"
+IMAGE = "stage-test"
 INSTALLED = "usr/libexec/os-refresh-config/configure.d/50-tie-test-orc"
 
 
 class TestStageCache(base.FunctionalTestCase):
 
     def build(self, name: str, elements: Path) -> tuple[str, float]:
+        # Both builds name their image the same (in their own directory):
+        # DIB names files in the image after it (dib-manifest-dpkg-NAME).
+        (self.workdir / name).mkdir()
         log = self.workdir / f"{name}.build.log"
         argv = [str(base.console_script("build-image")), "-o",
-                str(self.workdir / name), "--elements-path", str(elements),
-                *ARGS]
+                str(self.workdir / name / IMAGE),
+                "--elements-path", str(elements), *ARGS]
         env = dict(os.environ, XDG_CACHE_HOME=str(self.workdir / "xdg"),
                    TIE_STAGE_CACHE="1")
         self.attach_log(f"{name}.build.log", log, 60)
@@ -60,11 +64,12 @@ class TestStageCache(base.FunctionalTestCase):
         self.assertIn("stage cache hit", warm_log)
         self.addDetail("seconds", content.text_content(
             f"cold {cold_s:.0f} s, from the stage {warm_s:.0f} s"))
+        manifests = f"{IMAGE}.d/dib-manifests"
         self.assertEqual(
-            stagecompare.packages(self.workdir / "cold.d/dib-manifests"),
-            stagecompare.packages(self.workdir / "warm.d/dib-manifests"))
-        cold = stagecompare.tar_listing(self.workdir / "cold.tar")
-        warm = stagecompare.tar_listing(self.workdir / "warm.tar")
+            stagecompare.packages(self.workdir / "cold" / manifests),
+            stagecompare.packages(self.workdir / "warm" / manifests))
+        cold = stagecompare.tar_listing(self.workdir / "cold" / f"{IMAGE}.tar")
+        warm = stagecompare.tar_listing(self.workdir / "warm" / f"{IMAGE}.tar")
         self.assertNotEqual(cold[INSTALLED], warm[INSTALLED])
         self.assertEqual(
             [], stagecompare.differences(cold, warm, extra=[INSTALLED]))
