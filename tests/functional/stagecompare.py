@@ -18,6 +18,8 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from tripleo_elements import outputs
+
 #: Paths whose content differs between any two builds of the same
 #: inputs, with why.
 EVERY_BUILD: Mapping[str, str] = {
@@ -40,14 +42,6 @@ EVERY_BUILD: Mapping[str, str] = {
 }
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def listing(root: Path) -> dict[str, str]:
     """``{relative path: "type mode uid:gid sha256-or-target"}``."""
     found: dict[str, str] = {}
@@ -61,7 +55,7 @@ def listing(root: Path) -> dict[str, str]:
             if stat.S_ISLNK(info.st_mode):
                 found[rel] = f"{head} -> {os.readlink(path)}"
             elif stat.S_ISREG(info.st_mode):
-                found[rel] = f"{head} {_sha256(path)}"
+                found[rel] = f"{head} {outputs.sha256_of(Path(path))}"
             else:
                 found[rel] = head
     return found
