@@ -3,9 +3,11 @@ dialect: bash, sh, dash."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import fixtures
+import testtools
 
 from tests.unit.checktrees import (GOOD_SH, FakeShellcheck, element, script,
                                    sh_script)
@@ -125,3 +127,53 @@ class TestShellDialects(CheckTestCase):
             "#!/usr/bin/env bash\necho hi\n", 0o755)})
         self.assertEqual(["TIE011", "TIE012", "TIE013", "TIE014",
                           "TIE015"], sorted(self.codes(self.run_check())))
+
+
+@testtools.skipUnless(shutil.which("shellcheck"), "shellcheck not installed")
+class TestShellcheckSeesContentOnly(CheckTestCase):
+    """With the real shellcheck: a script's findings depend on its
+    content only (what the cache and checking each content once rely
+    on), not on which other files are checked beside it, nor on a
+    ``.shellcheckrc`` or ``SHELLCHECK_OPTS``."""
+
+    def sc_codes(self, found: list[check.Finding], name: str) -> list[str]:
+        return sorted(f.code for f in found
+                      if f.path.name == name and f.code.startswith("SC"))
+
+    def test_sourced_input_is_not_followed(self) -> None:
+        lib = self.root / "one" / "install.d" / "05-lib"
+        user = script(f"# shellcheck source={lib}\nsource {lib}\n"
+                      "echo \"$foo\"\n")
+        element(self.root, "one", {"install.d/05-lib": script("foo=1\n"),
+                                   "install.d/10-a": user})
+        beside = self.run_check(shellcheck=True)
+        # shellcheck follows a sourced file that is another of its
+        # inputs even without -x: checked beside 05-lib, $foo would be
+        # assigned there.  Alone, it is not: the same content must give
+        # the same findings either way.
+        self.assertIn("SC2154", self.sc_codes(beside, "10-a"))
+        lib.unlink()
+        alone = self.run_check(shellcheck=True)
+        self.assertEqual(self.sc_codes(alone, "10-a"),
+                         self.sc_codes(beside, "10-a"))
+
+    def test_sourced_from_script_dir_is_not_followed(self) -> None:
+        user = script("# shellcheck source-path=SCRIPTDIR\n"
+                      "source 05-lib\necho \"$foo\"\n")
+        element(self.root, "one", {"install.d/05-lib": script("foo=1\n"),
+                                   "install.d/10-a": user})
+        self.assertIn("SC2154",
+                      self.sc_codes(self.run_check(shellcheck=True), "10-a"))
+
+    def test_rc_file_and_environment_ignored(self) -> None:
+        element(self.root, "one", {
+            "install.d/10-a": script("echo \"$bar\"\n"),
+            ".shellcheckrc": "disable=SC2154\n"})
+        self.useFixture(fixtures.EnvironmentVariable(
+            "SHELLCHECK_OPTS", "--exclude=SC2154"))
+        self.useFixture(fixtures.EnvironmentVariable(
+            "HOME", str(self.root)))
+        (self.root / ".shellcheckrc").write_text("disable=SC2154\n")
+        self.assertEqual(["SC2154"],
+                         self.sc_codes(self.run_check(shellcheck=True),
+                                       "10-a"))

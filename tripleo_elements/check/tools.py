@@ -8,6 +8,16 @@ Out: shellcheck's comments as :class:`~.model.Finding` objects keeping
 shellcheck's own codes (``SC2086``), and flake8 problems as
 (file, line, flake8 code, message) tuples the TIE032 rule reports.  Results
 are cached by file content plus tool version (:mod:`.cache`).
+
+shellcheck's result must depend on a file's content only, or neither the
+cache nor checking each distinct content once would be right.  Left to
+itself it does not: a constant ``source`` of a file that is another input
+of the same process is followed even without ``-x`` (so the findings
+would depend on how the files were cut into chunks), a ``.shellcheckrc``
+beside the file or in the home directory and ``SHELLCHECK_OPTS`` change
+what it reports.  So each file is checked as a copy, alone in its own
+directory of a private temporary tree (its name kept), with ``--norc`` and
+without ``SHELLCHECK_OPTS``, from that tree as working directory.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,11 +72,17 @@ def shellcheck_binary() -> str | None:
     return shutil.which("shellcheck")
 
 
+#: The environment variable shellcheck reads more options from.
+SHELLCHECK_OPTS = "SHELLCHECK_OPTS"
+
+
 def run_shellcheck(paths: Sequence[Path], severity: str = "warning",
                    binary: str = "shellcheck",
-                   shell: str = "bash") -> list[dict[str, Any]]:
-    """Run shellcheck once over ``paths`` (all checked as ``shell``) and
-    return its json1 comments.
+                   shell: str = "bash",
+                   cwd: Path | None = None) -> list[dict[str, Any]]:
+    """Run shellcheck once over ``paths`` (all checked as ``shell``) in
+    ``cwd`` and return its json1 comments.  No ``.shellcheckrc`` and no
+    ``SHELLCHECK_OPTS`` is read: the arguments here are all it gets.
 
     The one place this package starts a process (through
     :func:`tripleo_elements.process.run`).  Raises
@@ -74,9 +91,10 @@ def run_shellcheck(paths: Sequence[Path], severity: str = "warning",
     from tripleo_elements import process
     if not paths:
         return []
-    argv = [binary, "--format=json1", f"--shell={shell}",
+    argv = [binary, "--norc", "--format=json1", f"--shell={shell}",
             f"--severity={severity}", "--", *map(str, paths)]
-    proc = process.run(argv, check=False)
+    env = {k: v for k, v in os.environ.items() if k != SHELLCHECK_OPTS}
+    proc = process.run(argv, check=False, env=env, cwd=cwd)
     if proc.returncode not in (0, 1):
         raise errors.ShellcheckFailed(
             f"shellcheck failed (exit {proc.returncode}): "
@@ -110,8 +128,8 @@ CHUNKS_PER_CPU = 4
 
 
 def run_groups(groups: dict[str, list[SourceFile]], severity: str,
-               binary: str, cpus: int | None = None
-               ) -> list[dict[str, Any]]:
+               binary: str, cpus: int | None = None,
+               cwd: Path | None = None) -> list[dict[str, Any]]:
     """:func:`run_shellcheck` over every shell's files at once: each
     group is split into chunks of about equal size (never fewer than 8
     files a chunk; one chunk on one CPU), and one worker per CPU takes
@@ -130,11 +148,12 @@ def run_groups(groups: dict[str, list[SourceFile]], severity: str,
     work.sort(key=lambda item: -item[0])
     if len(work) <= 1 or cpus == 1:
         return [c for _, shell, chunk in work
-                for c in run_shellcheck(chunk, severity, binary, shell)]
+                for c in run_shellcheck(chunk, severity, binary, shell,
+                                        cwd)]
     with ThreadPoolExecutor(min(cpus, len(work))) as pool:
         results = pool.map(
             lambda item: run_shellcheck(item[2], severity, binary,
-                                        item[1]), work)
+                                        item[1], cwd), work)
         return [c for result in results for c in result]
 
 
@@ -146,6 +165,29 @@ def _binary_version(binary: str) -> str:
     except OSError:
         return binary
     return f"{os.path.realpath(binary)}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def stage(groups: dict[str, list[SourceFile]], root: Path
+          ) -> tuple[dict[str, list[SourceFile]], dict[Path, Path]]:
+    """Copies of ``groups``' files for shellcheck, each alone in its own
+    numbered directory under ``root`` (its name kept), and copy -> the
+    file's own path.  Nothing a script can ``source`` by a constant
+    relative name (from the working directory ``root`` or from its own
+    directory) is another input, so shellcheck follows none of them and
+    each file's comments depend on its content only."""
+    staged: dict[str, list[SourceFile]] = {}
+    origin: dict[Path, Path] = {}
+    number = 0
+    for shell, group in sorted(groups.items()):
+        for src in group:
+            where = root / str(number) / src.name
+            number += 1
+            where.parent.mkdir()
+            where.write_bytes(src.data)
+            origin[where] = src.path
+            staged.setdefault(shell, []).append(
+                SourceFile(src.element, where, src.rel, src.mode, src.data))
+    return staged, origin
 
 
 def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
@@ -182,8 +224,14 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
             misses[shell] = list(first.values())
     fresh: dict[Path, list[dict[str, Any]]] = {
         src.path: [] for group in misses.values() for src in group}
-    for comment in run_groups(misses, severity, binary):
-        fresh.setdefault(Path(comment["file"]), []).append(comment)
+    if misses:
+        with tempfile.TemporaryDirectory(prefix="tie-shellcheck-") as tmp:
+            staged, origin = stage(misses, Path(tmp))
+            for comment in run_groups(staged, severity, binary,
+                                      cwd=Path(tmp)):
+                path = origin.get(Path(comment["file"]))
+                if path is not None:
+                    fresh[path].append(comment)
     for group in misses.values():
         for src in group:
             cache.put(cache_dir, keys[src.path], fresh[src.path])
