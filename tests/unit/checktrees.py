@@ -101,8 +101,8 @@ class FakeShellcheck(fixtures.Fixture):
             "tripleo_elements.check.tools.run_shellcheck", self._run))
 
     def _run(self, paths: list[Path], severity: str = "warning",
-             binary: str = "shellcheck", shell: str = "bash",
-             cwd: Path | None = None) -> list[dict[str, Any]]:
+             binary: str = "shellcheck", shell: str = "bash"
+             ) -> list[dict[str, Any]]:
         self.calls.append((shell, list(paths)))
         out = []
         for path in paths:

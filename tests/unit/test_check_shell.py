@@ -13,6 +13,8 @@ from tests.unit.checktrees import (GOOD_SH, FakeShellcheck, element, script,
                                    sh_script)
 from tests.unit.test_check import CheckTestCase
 from tripleo_elements import check
+from tripleo_elements.check import tools
+from tripleo_elements.check.model import SourceFile
 
 
 class TestShellcheck(CheckTestCase):
@@ -177,3 +179,27 @@ class TestShellcheckSeesContentOnly(CheckTestCase):
         self.assertEqual(["SC2154"],
                          self.sc_codes(self.run_check(shellcheck=True),
                                        "10-a"))
+
+
+class TestMaySource(testtools.TestCase):
+    """Which scripts shellcheck could make read another file: those are
+    checked as lone copies, the rest in place."""
+
+    def src(self, body: str) -> SourceFile:
+        return SourceFile(None, Path("x"), "x", 0o755,
+                          script(body)[0].encode())
+
+    def test_commands_and_directives(self) -> None:
+        for body in ("source ./lib\n", ". ./lib\n", "x=1; . lib\n",
+                     "if true; then\n\t.\tlib\nfi\n", "true && . lib\n",
+                     "\\. lib\n", "\".\" lib\n", "s\\ource lib\n",
+                     "$(. lib)\n", "# shellcheck source=lib\n",
+                     "# shellcheck source-path=SCRIPTDIR\n"):
+            self.assertTrue(tools.may_source(self.src(body)), body)
+
+    def test_plain_scripts(self) -> None:
+        for body in ("echo hello\n", "cp a.b c.d\n", "cd ..\n",
+                     "echo 1.5 .x\n", "ls ./x\n"):
+            self.assertFalse(tools.may_source(self.src(body)), body)
+        self.assertFalse(tools.may_source(SourceFile(
+            None, Path("x"), "x", 0o755, GOOD_SH.encode())))

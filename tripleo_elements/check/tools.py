@@ -15,9 +15,13 @@ itself it does not: a constant ``source`` of a file that is another input
 of the same process is followed even without ``-x`` (so the findings
 would depend on how the files were cut into chunks), a ``.shellcheckrc``
 beside the file or in the home directory and ``SHELLCHECK_OPTS`` change
-what it reports.  So each file is checked as a copy, alone in its own
-directory of a private temporary tree (its name kept), with ``--norc`` and
-without ``SHELLCHECK_OPTS``, from that tree as working directory.
+what it reports.  So shellcheck runs with ``--norc`` and without
+``SHELLCHECK_OPTS``, and a script that may read another file (its text
+has a ``source`` or ``.`` command, or a ``source=`` directive:
+:func:`may_source`) is checked as a copy alone in its own directory of a
+private temporary tree, in processes of such copies only: nothing it can
+name is another input of its process.  The other scripts read nothing
+but themselves and are checked in place.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +83,9 @@ SHELLCHECK_OPTS = "SHELLCHECK_OPTS"
 
 def run_shellcheck(paths: Sequence[Path], severity: str = "warning",
                    binary: str = "shellcheck",
-                   shell: str = "bash",
-                   cwd: Path | None = None) -> list[dict[str, Any]]:
-    """Run shellcheck once over ``paths`` (all checked as ``shell``) in
-    ``cwd`` and return its json1 comments.  No ``.shellcheckrc`` and no
+                   shell: str = "bash") -> list[dict[str, Any]]:
+    """Run shellcheck once over ``paths`` (all checked as ``shell``) and
+    return its json1 comments.  No ``.shellcheckrc`` and no
     ``SHELLCHECK_OPTS`` is read: the arguments here are all it gets.
 
     The one place this package starts a process (through
@@ -94,7 +98,7 @@ def run_shellcheck(paths: Sequence[Path], severity: str = "warning",
     argv = [binary, "--norc", "--format=json1", f"--shell={shell}",
             f"--severity={severity}", "--", *map(str, paths)]
     env = {k: v for k, v in os.environ.items() if k != SHELLCHECK_OPTS}
-    proc = process.run(argv, check=False, env=env, cwd=cwd)
+    proc = process.run(argv, check=False, env=env)
     if proc.returncode not in (0, 1):
         raise errors.ShellcheckFailed(
             f"shellcheck failed (exit {proc.returncode}): "
@@ -127,19 +131,26 @@ def chunks(paths: Sequence[Path], sizes: Sequence[int], jobs: int
 CHUNKS_PER_CPU = 4
 
 
-def run_groups(groups: dict[str, list[SourceFile]], severity: str,
-               binary: str, cpus: int | None = None,
-               cwd: Path | None = None) -> list[dict[str, Any]]:
-    """:func:`run_shellcheck` over every shell's files at once: each
-    group is split into chunks of about equal size (never fewer than 8
-    files a chunk; one chunk on one CPU), and one worker per CPU takes
-    them largest first, so every CPU stays busy until the end and a
-    small group (the ``sh`` scripts) runs beside the large one, not
+Groups = Mapping[str, list[SourceFile]] | Sequence[
+    tuple[str, list[SourceFile]]]
+
+
+def run_groups(groups: Groups, severity: str, binary: str,
+               cpus: int | None = None) -> list[dict[str, Any]]:
+    """:func:`run_shellcheck` over every group's files at once (a group:
+    a shell and its files, as a mapping or (shell, files) pairs; two
+    groups may have the same shell, and no process mixes two groups):
+    each group is split into chunks of about equal size (never fewer
+    than 8 files a chunk; one chunk on one CPU), and one worker per CPU
+    takes them largest first, so every CPU stays busy until the end and
+    a small group (the ``sh`` scripts) runs beside the large one, not
     after it."""
     from concurrent.futures import ThreadPoolExecutor
     cpus = max(1, cpus or os.cpu_count() or 1)
     work: list[tuple[int, str, list[Path]]] = []
-    for shell, group in sorted(groups.items()):
+    pairs = list(groups.items()) if isinstance(groups, Mapping) \
+        else list(groups)
+    for shell, group in sorted(pairs, key=lambda pair: pair[0]):
         size = {src.path: len(src.data) for src in group}
         count = 1 if cpus == 1 else max(
             1, min(CHUNKS_PER_CPU * cpus, len(group) // 8))
@@ -148,12 +159,11 @@ def run_groups(groups: dict[str, list[SourceFile]], severity: str,
     work.sort(key=lambda item: -item[0])
     if len(work) <= 1 or cpus == 1:
         return [c for _, shell, chunk in work
-                for c in run_shellcheck(chunk, severity, binary, shell,
-                                        cwd)]
+                for c in run_shellcheck(chunk, severity, binary, shell)]
     with ThreadPoolExecutor(min(cpus, len(work))) as pool:
         results = pool.map(
             lambda item: run_shellcheck(item[2], severity, binary,
-                                        item[1], cwd), work)
+                                        item[1]), work)
         return [c for result in results for c in result]
 
 
@@ -167,27 +177,47 @@ def _binary_version(binary: str) -> str:
     return f"{os.path.realpath(binary)}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def stage(groups: dict[str, list[SourceFile]], root: Path
-          ) -> tuple[dict[str, list[SourceFile]], dict[Path, Path]]:
-    """Copies of ``groups``' files for shellcheck, each alone in its own
-    numbered directory under ``root`` (its name kept), and copy -> the
-    file's own path.  Nothing a script can ``source`` by a constant
-    relative name (from the working directory ``root`` or from its own
-    directory) is another input, so shellcheck follows none of them and
-    each file's comments depend on its content only."""
-    staged: dict[str, list[SourceFile]] = {}
+#: What shellcheck may read another file for: a ``source`` or ``.``
+#: word where a command could start (line start, a blank or an operator
+#: before it, a blank after it), or a ``shellcheck`` directive naming
+#: ``source=`` or ``source-path=``; matched after dropping backslashes
+#: and quotes, so ``\.`` or ``"source"`` count too.  It may match more
+#: than the commands (an argument, a comment): that only costs a copy.
+_MAY_SOURCE = re.compile(
+    rb"(?:^|[\s;&|(){}!`])(?:source|\.)(?:\s|$)"
+    rb"|shellcheck\s[^\n]*source", re.MULTILINE)
+
+
+def may_source(src: SourceFile) -> bool:
+    """True unless ``src`` surely makes shellcheck read no other file."""
+    return _MAY_SOURCE.search(src.data.translate(None, b"\\'\"")) \
+        is not None
+
+
+def stage(groups: Mapping[str, list[SourceFile]], root: Path
+          ) -> tuple[list[tuple[str, list[SourceFile]]], dict[Path, Path]]:
+    """The groups for shellcheck, and copy -> original path for the files
+    :func:`may_source` picks: those are copied, each alone in its own
+    numbered directory under ``root`` (its name kept), into groups of
+    their own (a process holds copies only, or originals only).  No
+    script checked beside a copy can be followed by it: what it names
+    relative to its own directory is itself, and other inputs of its
+    process are in directories nobody knows the name of."""
+    pairs: list[tuple[str, list[SourceFile]]] = []
     origin: dict[Path, Path] = {}
-    number = 0
     for shell, group in sorted(groups.items()):
-        for src in group:
-            where = root / str(number) / src.name
-            number += 1
+        picked = [may_source(src) for src in group]
+        plain = [src for src, pick in zip(group, picked) if not pick]
+        copies = []
+        for src in (src for src, pick in zip(group, picked) if pick):
+            where = root / str(len(origin)) / src.name
             where.parent.mkdir()
             where.write_bytes(src.data)
             origin[where] = src.path
-            staged.setdefault(shell, []).append(
+            copies.append(
                 SourceFile(src.element, where, src.rel, src.mode, src.data))
-    return staged, origin
+        pairs.extend((shell, files) for files in (plain, copies) if files)
+    return pairs, origin
 
 
 def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
@@ -227,10 +257,10 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
     if misses:
         with tempfile.TemporaryDirectory(prefix="tie-shellcheck-") as tmp:
             staged, origin = stage(misses, Path(tmp))
-            for comment in run_groups(staged, severity, binary,
-                                      cwd=Path(tmp)):
-                path = origin.get(Path(comment["file"]))
-                if path is not None:
+            for comment in run_groups(staged, severity, binary):
+                path = Path(comment["file"])
+                path = origin.get(path, path)
+                if path in fresh:
                     fresh[path].append(comment)
     for group in misses.values():
         for src in group:
