@@ -3,6 +3,7 @@ dialect: bash, sh, dash."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tests.unit.checktrees import (GOOD_SH, FakeShellcheck, element, script,
                                    sh_script)
 from tests.unit.test_check import CheckTestCase
 from tripleo_elements import check
-from tripleo_elements.check import tools
+from tripleo_elements.check import cache, tools
 from tripleo_elements.check.model import SourceFile
 
 
@@ -83,6 +84,25 @@ class TestShellcheck(CheckTestCase):
         self.assertEqual(1, len(fake.calls))
         self.assertEqual(["SC2034"], self.codes(first))
         self.assertEqual(first, second)
+
+    def test_results_cached_before_content_only_not_reused(self) -> None:
+        # A result stored under the key of before (binary, severity,
+        # shell, content) may hold what shellcheck read from another
+        # input or a .shellcheckrc: it must be checked again.
+        text, mode = script()
+        element(self.root, "one", {"install.d/10-a": (text, mode)})
+        fake = self.useFixture(FakeShellcheck())
+        cache_dir = Path(self.useFixture(fixtures.TempDir()).path)
+        version = tools._binary_version(fake.binary or "")
+        old_key = hashlib.sha256(
+            f"{version}\0warning\0bash\0".encode()
+            + text.encode()).hexdigest()
+        cache.put(cache_dir, old_key, [{"line": 1, "code": 1000,
+                                        "level": "error",
+                                        "message": "stale"}])
+        found = self.run_check(shellcheck=True, cache_dir=cache_dir)
+        self.assertEqual(1, len(fake.calls))
+        self.assertNotIn("SC1000", self.codes(found))
 
     def test_ignore_sc_skips_the_run(self) -> None:
         element(self.root, "one", {"install.d/10-a": script()})

@@ -220,6 +220,11 @@ def stage(groups: Mapping[str, list[SourceFile]], root: Path
     return pairs, origin
 
 
+#: Part of the cache key: results cached before shellcheck saw each
+#: script alone (``--norc``, copies) may hold what it read elsewhere.
+RESULT_KIND = "content-only"
+
+
 def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
                         cache_dir: Path | None,
                         binary: str) -> list[Finding]:
@@ -236,7 +241,7 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
     keys: dict[Path, str] = {}
     misses: dict[str, list[SourceFile]] = {}
     for shell, group in sorted(by_shell.items()):
-        salt = f"{version}\0{severity}\0{shell}\0".encode()
+        salt = f"{RESULT_KIND}\0{version}\0{severity}\0{shell}\0".encode()
         # shellcheck's comments depend on the content only (the cache
         # relies on that too): each distinct content is checked once.
         first: dict[str, SourceFile] = {}
