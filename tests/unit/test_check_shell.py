@@ -3,14 +3,19 @@ dialect: bash, sh, dash."""
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from pathlib import Path
 
 import fixtures
+import testtools
 
 from tests.unit.checktrees import (GOOD_SH, FakeShellcheck, element, script,
                                    sh_script)
 from tests.unit.test_check import CheckTestCase
 from tripleo_elements import check
+from tripleo_elements.check import cache, tools
+from tripleo_elements.check.model import SourceFile
 
 
 class TestShellcheck(CheckTestCase):
@@ -80,6 +85,25 @@ class TestShellcheck(CheckTestCase):
         self.assertEqual(["SC2034"], self.codes(first))
         self.assertEqual(first, second)
 
+    def test_results_cached_before_content_only_not_reused(self) -> None:
+        # A result stored under the key of before (binary, severity,
+        # shell, content) may hold what shellcheck read from another
+        # input or a .shellcheckrc: it must be checked again.
+        text, mode = script()
+        element(self.root, "one", {"install.d/10-a": (text, mode)})
+        fake = self.useFixture(FakeShellcheck())
+        cache_dir = Path(self.useFixture(fixtures.TempDir()).path)
+        version = tools._binary_version(fake.binary or "")
+        old_key = hashlib.sha256(
+            f"{version}\0warning\0bash\0".encode()
+            + text.encode()).hexdigest()
+        cache.put(cache_dir, old_key, [{"line": 1, "code": 1000,
+                                        "level": "error",
+                                        "message": "stale"}])
+        found = self.run_check(shellcheck=True, cache_dir=cache_dir)
+        self.assertEqual(1, len(fake.calls))
+        self.assertNotIn("SC1000", self.codes(found))
+
     def test_ignore_sc_skips_the_run(self) -> None:
         element(self.root, "one", {"install.d/10-a": script()})
         fake = self.useFixture(FakeShellcheck())
@@ -125,3 +149,77 @@ class TestShellDialects(CheckTestCase):
             "#!/usr/bin/env bash\necho hi\n", 0o755)})
         self.assertEqual(["TIE011", "TIE012", "TIE013", "TIE014",
                           "TIE015"], sorted(self.codes(self.run_check())))
+
+
+@testtools.skipUnless(shutil.which("shellcheck"), "shellcheck not installed")
+class TestShellcheckSeesContentOnly(CheckTestCase):
+    """With the real shellcheck: a script's findings depend on its
+    content only (what the cache and checking each content once rely
+    on), not on which other files are checked beside it, nor on a
+    ``.shellcheckrc`` or ``SHELLCHECK_OPTS``."""
+
+    def sc_codes(self, found: list[check.Finding], name: str) -> list[str]:
+        return sorted(f.code for f in found
+                      if f.path.name == name and f.code.startswith("SC"))
+
+    def test_sourced_input_is_not_followed(self) -> None:
+        lib = self.root / "one" / "install.d" / "05-lib"
+        user = script(f"# shellcheck source={lib}\nsource {lib}\n"
+                      "echo \"$foo\"\n")
+        element(self.root, "one", {"install.d/05-lib": script("foo=1\n"),
+                                   "install.d/10-a": user})
+        beside = self.run_check(shellcheck=True)
+        # shellcheck follows a sourced file that is another of its
+        # inputs even without -x: checked beside 05-lib, $foo would be
+        # assigned there.  Alone, it is not: the same content must give
+        # the same findings either way.
+        self.assertIn("SC2154", self.sc_codes(beside, "10-a"))
+        lib.unlink()
+        alone = self.run_check(shellcheck=True)
+        self.assertEqual(self.sc_codes(alone, "10-a"),
+                         self.sc_codes(beside, "10-a"))
+
+    def test_sourced_from_script_dir_is_not_followed(self) -> None:
+        user = script("# shellcheck source-path=SCRIPTDIR\n"
+                      "source 05-lib\necho \"$foo\"\n")
+        element(self.root, "one", {"install.d/05-lib": script("foo=1\n"),
+                                   "install.d/10-a": user})
+        self.assertIn("SC2154",
+                      self.sc_codes(self.run_check(shellcheck=True), "10-a"))
+
+    def test_rc_file_and_environment_ignored(self) -> None:
+        element(self.root, "one", {
+            "install.d/10-a": script("echo \"$bar\"\n"),
+            ".shellcheckrc": "disable=SC2154\n"})
+        self.useFixture(fixtures.EnvironmentVariable(
+            "SHELLCHECK_OPTS", "--exclude=SC2154"))
+        self.useFixture(fixtures.EnvironmentVariable(
+            "HOME", str(self.root)))
+        (self.root / ".shellcheckrc").write_text("disable=SC2154\n")
+        self.assertEqual(["SC2154"],
+                         self.sc_codes(self.run_check(shellcheck=True),
+                                       "10-a"))
+
+
+class TestMaySource(testtools.TestCase):
+    """Which scripts shellcheck could make read another file: those are
+    checked as lone copies, the rest in place."""
+
+    def src(self, body: str) -> SourceFile:
+        return SourceFile(None, Path("x"), "x", 0o755,
+                          script(body)[0].encode())
+
+    def test_commands_and_directives(self) -> None:
+        for body in ("source ./lib\n", ". ./lib\n", "x=1; . lib\n",
+                     "if true; then\n\t.\tlib\nfi\n", "true && . lib\n",
+                     "\\. lib\n", "\".\" lib\n", "s\\ource lib\n",
+                     "$(. lib)\n", "# shellcheck source=lib\n",
+                     "# shellcheck source-path=SCRIPTDIR\n"):
+            self.assertTrue(tools.may_source(self.src(body)), body)
+
+    def test_plain_scripts(self) -> None:
+        for body in ("echo hello\n", "cp a.b c.d\n", "cd ..\n",
+                     "echo 1.5 .x\n", "ls ./x\n"):
+            self.assertFalse(tools.may_source(self.src(body)), body)
+        self.assertFalse(tools.may_source(SourceFile(
+            None, Path("x"), "x", 0o755, GOOD_SH.encode())))

@@ -8,6 +8,20 @@ Out: shellcheck's comments as :class:`~.model.Finding` objects keeping
 shellcheck's own codes (``SC2086``), and flake8 problems as
 (file, line, flake8 code, message) tuples the TIE032 rule reports.  Results
 are cached by file content plus tool version (:mod:`.cache`).
+
+shellcheck's result must depend on a file's content only, or neither the
+cache nor checking each distinct content once would be right.  Left to
+itself it does not: a constant ``source`` of a file that is another input
+of the same process is followed even without ``-x`` (so the findings
+would depend on how the files were cut into chunks), a ``.shellcheckrc``
+beside the file or in the home directory and ``SHELLCHECK_OPTS`` change
+what it reports.  So shellcheck runs with ``--norc`` and without
+``SHELLCHECK_OPTS``, and a script that may read another file (its text
+has a ``source`` or ``.`` command, or a ``source=`` directive:
+:func:`may_source`) is checked as a copy alone in its own directory of a
+private temporary tree, in processes of such copies only: nothing it can
+name is another input of its process.  The other scripts read nothing
+but themselves and are checked in place.
 """
 
 from __future__ import annotations
@@ -16,8 +30,10 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +77,16 @@ def shellcheck_binary() -> str | None:
     return shutil.which("shellcheck")
 
 
+#: The environment variable shellcheck reads more options from.
+SHELLCHECK_OPTS = "SHELLCHECK_OPTS"
+
+
 def run_shellcheck(paths: Sequence[Path], severity: str = "warning",
                    binary: str = "shellcheck",
                    shell: str = "bash") -> list[dict[str, Any]]:
     """Run shellcheck once over ``paths`` (all checked as ``shell``) and
-    return its json1 comments.
+    return its json1 comments.  No ``.shellcheckrc`` and no
+    ``SHELLCHECK_OPTS`` is read: the arguments here are all it gets.
 
     The one place this package starts a process (through
     :func:`tripleo_elements.process.run`).  Raises
@@ -74,9 +95,10 @@ def run_shellcheck(paths: Sequence[Path], severity: str = "warning",
     from tripleo_elements import process
     if not paths:
         return []
-    argv = [binary, "--format=json1", f"--shell={shell}",
+    argv = [binary, "--norc", "--format=json1", f"--shell={shell}",
             f"--severity={severity}", "--", *map(str, paths)]
-    proc = process.run(argv, check=False)
+    env = {k: v for k, v in os.environ.items() if k != SHELLCHECK_OPTS}
+    proc = process.run(argv, check=False, env=env)
     if proc.returncode not in (0, 1):
         raise errors.ShellcheckFailed(
             f"shellcheck failed (exit {proc.returncode}): "
@@ -109,19 +131,26 @@ def chunks(paths: Sequence[Path], sizes: Sequence[int], jobs: int
 CHUNKS_PER_CPU = 4
 
 
-def run_groups(groups: dict[str, list[SourceFile]], severity: str,
-               binary: str, cpus: int | None = None
-               ) -> list[dict[str, Any]]:
-    """:func:`run_shellcheck` over every shell's files at once: each
-    group is split into chunks of about equal size (never fewer than 8
-    files a chunk; one chunk on one CPU), and one worker per CPU takes
-    them largest first, so every CPU stays busy until the end and a
-    small group (the ``sh`` scripts) runs beside the large one, not
+Groups = Mapping[str, list[SourceFile]] | Sequence[
+    tuple[str, list[SourceFile]]]
+
+
+def run_groups(groups: Groups, severity: str, binary: str,
+               cpus: int | None = None) -> list[dict[str, Any]]:
+    """:func:`run_shellcheck` over every group's files at once (a group:
+    a shell and its files, as a mapping or (shell, files) pairs; two
+    groups may have the same shell, and no process mixes two groups):
+    each group is split into chunks of about equal size (never fewer
+    than 8 files a chunk; one chunk on one CPU), and one worker per CPU
+    takes them largest first, so every CPU stays busy until the end and
+    a small group (the ``sh`` scripts) runs beside the large one, not
     after it."""
     from concurrent.futures import ThreadPoolExecutor
     cpus = max(1, cpus or os.cpu_count() or 1)
     work: list[tuple[int, str, list[Path]]] = []
-    for shell, group in sorted(groups.items()):
+    pairs = list(groups.items()) if isinstance(groups, Mapping) \
+        else list(groups)
+    for shell, group in sorted(pairs, key=lambda pair: pair[0]):
         size = {src.path: len(src.data) for src in group}
         count = 1 if cpus == 1 else max(
             1, min(CHUNKS_PER_CPU * cpus, len(group) // 8))
@@ -148,6 +177,54 @@ def _binary_version(binary: str) -> str:
     return f"{os.path.realpath(binary)}:{st.st_size}:{st.st_mtime_ns}"
 
 
+#: What shellcheck may read another file for: a ``source`` or ``.``
+#: word where a command could start (line start, a blank or an operator
+#: before it, a blank after it), or a ``shellcheck`` directive naming
+#: ``source=`` or ``source-path=``; matched after dropping backslashes
+#: and quotes, so ``\.`` or ``"source"`` count too.  It may match more
+#: than the commands (an argument, a comment): that only costs a copy.
+_MAY_SOURCE = re.compile(
+    rb"(?:^|[\s;&|(){}!`])(?:source|\.)(?:\s|$)"
+    rb"|shellcheck\s[^\n]*source", re.MULTILINE)
+
+
+def may_source(src: SourceFile) -> bool:
+    """True unless ``src`` surely makes shellcheck read no other file."""
+    return _MAY_SOURCE.search(src.data.translate(None, b"\\'\"")) \
+        is not None
+
+
+def stage(groups: Mapping[str, list[SourceFile]], root: Path
+          ) -> tuple[list[tuple[str, list[SourceFile]]], dict[Path, Path]]:
+    """The groups for shellcheck, and copy -> original path for the files
+    :func:`may_source` picks: those are copied, each alone in its own
+    numbered directory under ``root`` (its name kept), into groups of
+    their own (a process holds copies only, or originals only).  No
+    script checked beside a copy can be followed by it: what it names
+    relative to its own directory is itself, and other inputs of its
+    process are in directories nobody knows the name of."""
+    pairs: list[tuple[str, list[SourceFile]]] = []
+    origin: dict[Path, Path] = {}
+    for shell, group in sorted(groups.items()):
+        picked = [may_source(src) for src in group]
+        plain = [src for src, pick in zip(group, picked) if not pick]
+        copies = []
+        for src in (src for src, pick in zip(group, picked) if pick):
+            where = root / str(len(origin)) / src.name
+            where.parent.mkdir()
+            where.write_bytes(src.data)
+            origin[where] = src.path
+            copies.append(
+                SourceFile(src.element, where, src.rel, src.mode, src.data))
+        pairs.extend((shell, files) for files in (plain, copies) if files)
+    return pairs, origin
+
+
+#: Part of the cache key: results cached before shellcheck saw each
+#: script alone (``--norc``, copies) may hold what it read elsewhere.
+RESULT_KIND = "content-only"
+
+
 def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
                         cache_dir: Path | None,
                         binary: str) -> list[Finding]:
@@ -164,7 +241,7 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
     keys: dict[Path, str] = {}
     misses: dict[str, list[SourceFile]] = {}
     for shell, group in sorted(by_shell.items()):
-        salt = f"{version}\0{severity}\0{shell}\0".encode()
+        salt = f"{RESULT_KIND}\0{version}\0{severity}\0{shell}\0".encode()
         # shellcheck's comments depend on the content only (the cache
         # relies on that too): each distinct content is checked once.
         first: dict[str, SourceFile] = {}
@@ -182,8 +259,14 @@ def shellcheck_findings(scripts: Sequence[SourceFile], severity: str,
             misses[shell] = list(first.values())
     fresh: dict[Path, list[dict[str, Any]]] = {
         src.path: [] for group in misses.values() for src in group}
-    for comment in run_groups(misses, severity, binary):
-        fresh.setdefault(Path(comment["file"]), []).append(comment)
+    if misses:
+        with tempfile.TemporaryDirectory(prefix="tie-shellcheck-") as tmp:
+            staged, origin = stage(misses, Path(tmp))
+            for comment in run_groups(staged, severity, binary):
+                path = Path(comment["file"])
+                path = origin.get(path, path)
+                if path in fresh:
+                    fresh[path].append(comment)
     for group in misses.values():
         for src in group:
             cache.put(cache_dir, keys[src.path], fresh[src.path])
