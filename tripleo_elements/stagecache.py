@@ -53,9 +53,10 @@ FORMAT = "tie-stage-cache-1"
 ELEMENT = "tie-stage"
 CAPTURE = "98-tie-stage-capture"
 TARBALL = "root.tar"
-#: Set to 1 to use the stage cache (off by default until restored builds
-#: of every image kind have been proven equal to cold ones).
+#: The stage cache is on unless this is set to 0 (or no, off, false);
+#: ``build-image --no-stage-cache`` sets it so.
 ENABLE_ENV = "TIE_STAGE_CACHE"
+_OFF = ("0", "no", "off", "false")
 #: Element directories that act only after the capture.
 AFTER = frozenset({"post-install.d", "post-root.d", "block-device.d",
                    "pre-finalise.d", "finalise.d", "cleanup.d",
@@ -119,7 +120,9 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
 
 
 def enabled(environ: Mapping[str, str]) -> bool:
-    return environ.get(ENABLE_ENV, "0").strip().lower() in ("1", "yes", "on")
+    """On by default; ``TIE_STAGE_CACHE=0`` turns it off (an empty value
+    counts as unset)."""
+    return environ.get(ENABLE_ENV, "").strip().lower() not in _OFF
 
 
 def unsupported(plan: plan_mod.BuildPlan) -> str | None:
@@ -356,7 +359,7 @@ def describe(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
     """Stage hit or miss for ``plan`` and, on a miss, what changed since
     the newest stage of the same output (else of any output)."""
     why = unsupported(plan) if enabled(environ) else \
-        f"off (set {ENABLE_ENV}=1 to use it)"
+        f"off ({ENABLE_ENV}=0 or --no-stage-cache)"
     if why is not None:
         return {"status": "unused", "reason": why}
     root = root or cache_dir(environ)

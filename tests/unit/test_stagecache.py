@@ -219,15 +219,20 @@ class StageCacheTest(testtools.TestCase):
         _, record = self.build(self.make(), TIE_STAGE_CACHE="0")
         self.assertNotIn("tie-stage", record.read_text().split())
         self.assertEqual([], buildcache.entries(self.root))
-        # Off unless asked for (an empty value: the variable unset).
+        off = {**self.env, "TIE_STAGE_CACHE": "0"}
+        self.assertIn("off (TIE_STAGE_CACHE=0", stagecache.describe_text(
+            stagecache.describe(self.make(), off)))
+        # On by default (an empty value: the variable unset).
         self.change("os-collect-config/os-refresh-config/configure.d/"
                     "55-heat-config", "#!/bin/bash\necho 4\n")
         _, record = self.build(self.make(), TIE_STAGE_CACHE="")
-        self.assertNotIn("tie-stage", record.read_text().split())
-        self.assertEqual([], buildcache.entries(self.root))
+        self.assertIn("tie-stage", record.read_text().split())
+        self.assertEqual(1, len(buildcache.entries(self.root)))
         unset = {k: v for k, v in self.env.items() if k != "TIE_STAGE_CACHE"}
-        self.assertIn("off (set TIE_STAGE_CACHE=1", stagecache.describe_text(
-            stagecache.describe(self.make(), unset)))
+        self.assertTrue(stagecache.enabled(unset))
+        self.assertTrue(stagecache.enabled({"TIE_STAGE_CACHE": " "}))
+        for value in ("0", "no", "OFF", "false"):
+            self.assertFalse(stagecache.enabled({"TIE_STAGE_CACHE": value}))
         plan = self.make()
         plan = plan_mod.BuildPlan(**{
             **{f: getattr(plan, f) for f in plan.__dataclass_fields__},
@@ -236,6 +241,26 @@ class StageCacheTest(testtools.TestCase):
         text = stagecache.describe_text(stagecache.describe(plan, self.env))
         self.assertIn("stage cache: not used: not a Debian-family", text)
         self.assertEqual(1, text.count("\n"))
+
+    def test_plan_says_on_by_default_and_off_with_the_flag(self) -> None:
+        import contextlib
+        import io
+
+        import fixtures
+
+        from tripleo_elements import cli
+        self.useFixture(fixtures.EnvironmentVariable(
+            "XDG_CACHE_HOME", str(self.tmp / "xdg")))
+        self.useFixture(fixtures.EnvironmentVariable("TIE_STAGE_CACHE"))
+        argv = ["plan", "--no-defaults", "--elements-path",
+                str(self.elements), "-e", "debian-minimal", "-e",
+                "os-collect-config", "-o", str(self.out / "cli")]
+        for extra, expected in (([], "stage cache: miss"), (
+                ["--no-stage-cache"], "stage cache: not used: off")):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                self.assertEqual(0, cli.main(argv + extra))
+            self.assertIn(expected, out.getvalue())
 
     def test_no_cache_builds_without_the_stage(self) -> None:
         _, record = self.build(self.make(), use_cache=False)
