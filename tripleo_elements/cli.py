@@ -12,12 +12,12 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from tripleo_elements import (build, buildcache, errors, graph, host,
-                              options, process)
+                              options, process, stagecache)
 from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import ElementIndex, default_roots, discover
 from tripleo_elements.images import cli as images_cli
@@ -62,12 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plan format with --dry-run")
     p.add_argument("--no-cache", action="store_true",
                    help="build afresh: neither use nor fill the build cache")
+    p.add_argument("--no-stage-cache", action="store_true",
+                   help="neither use nor fill the stage cache (the "
+                   "installed OS tree a rebuild starts from); same as "
+                   "TIE_STAGE_CACHE=0")
 
     p = sub.add_parser("plan", help="print what a build would run")
     options.add_arguments(p, build=True)
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--no-cache", action="store_true",
                    help="do not look the plan up in the build cache")
+    p.add_argument("--no-stage-cache", action="store_true",
+                   help="report the stage cache as off (TIE_STAGE_CACHE=0)")
 
     p = sub.add_parser("graph", help="print the element dependency graph")
     options.add_arguments(p, build=False)
@@ -118,11 +124,18 @@ def _resolution(args: argparse.Namespace) -> graph.Resolution:
                          arch=opts.arch)
 
 
+def _environ(args: argparse.Namespace) -> Mapping[str, str]:
+    """The host environment, with the stage cache off if asked."""
+    if getattr(args, "no_stage_cache", False):
+        return {**os.environ, stagecache.ENABLE_ENV: "0"}
+    return os.environ
+
+
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     plan = plan_mod.plan_from_options(options.from_args(args), _index(args),
                                       os.environ)
     cached = None if getattr(args, "no_cache", False) else \
-        buildcache.describe(plan, os.environ)
+        buildcache.describe(plan, _environ(args))
     if args.format == "json":
         data = plan.to_json()
         if cached is not None:
@@ -248,7 +261,7 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     reporter = _Reporter(sys.stderr)
     try:
-        result = buildcache.execute(plan, os.environ, reporter,
+        result = buildcache.execute(plan, _environ(args), reporter,
                                     use_cache=not args.no_cache)
     finally:
         reporter.done()

@@ -26,8 +26,11 @@ made between ``root.d`` and the capture (``create_base`` moving
 Entries live in ``$XDG_CACHE_HOME/tripleo-image-elements/stages/<key>/``
 (``root.tar``, ``inputs.json``, ``entry.json`` in the build cache's
 format, so its listing, locks and prune apply); the tarball's sha256 is
-recorded at store time and checked before use: a corrupt or partial
-entry is discarded and the build runs as a capturing cold build.
+recorded at store time (hashed as it is copied out of the image) and
+checked as the restore unpacks it (one read, hashing on the second
+core): an entry of the wrong size is not tried, one whose bytes do not
+match fails the restoring build, is discarded, and the build runs
+again as a capturing cold build.
 Debian family only (builds with the ``debootstrap`` element).
 """
 
@@ -46,16 +49,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from tripleo_elements import build, buildcache, outputs
+from tripleo_elements import build, buildcache, errors, outputs
 from tripleo_elements import plan as plan_mod
 
 FORMAT = "tie-stage-cache-1"
 ELEMENT = "tie-stage"
 CAPTURE = "98-tie-stage-capture"
 TARBALL = "root.tar"
-#: Set to 1 to use the stage cache (off by default until restored builds
-#: of every image kind have been proven equal to cold ones).
+#: The stage cache is on unless this is set to 0 (or no, off, false);
+#: ``build-image --no-stage-cache`` sets it so.
 ENABLE_ENV = "TIE_STAGE_CACHE"
+_OFF = ("0", "no", "off", "false")
 #: Element directories that act only after the capture.
 AFTER = frozenset({"post-install.d", "post-root.d", "block-device.d",
                    "pre-finalise.d", "finalise.d", "cleanup.d",
@@ -73,8 +77,25 @@ set -eu
 set -o pipefail
 [ "${TIE_STAGE_MODE:-}" = restore ] || exit 0
 echo "tie-stage: restoring the root from $TIE_STAGE_FILE"
-sudo tar -C "$TARGET_ROOT" --numeric-owner --xattrs --xattrs-include='*' \\
-    -xpf "$TIE_STAGE_FILE"
+# The tarball is hashed as it is unpacked (no second read before): a
+# mismatch with the sha256 recorded at store time fails the build and
+# leaves $TIE_STAGE_CORRUPT, so build-image discards the entry and
+# builds afresh.
+digest=$(mktemp)
+trap 'rm -f "$digest"' EXIT
+set +e
+"${DIB_PYTHON_EXEC:-python3}" "$(dirname "$0")/../tie-stage-hash.py" \\
+    "$TIE_STAGE_FILE" "$digest" \\
+    | sudo tar -C "$TARGET_ROOT" --numeric-owner --xattrs \\
+        --xattrs-include='*' -xpf -
+status=("${PIPESTATUS[@]}")
+set -e
+if [ "$(cat "$digest")" != "$TIE_STAGE_SHA256" ]; then
+    echo "tie-stage: $TIE_STAGE_FILE does not have its recorded sha256" >&2
+    touch "$TIE_STAGE_CORRUPT"
+    exit 1
+fi
+[ "${status[0]}" = 0 ] && [ "${status[1]}" = 0 ]
 # create_base moved resolv.conf aside after root.d of the captured build
 # and does so again after this root.d: undo the first time.
 etc=$TARGET_ROOT/etc
@@ -105,11 +126,37 @@ _COLLECT = """#!/bin/bash
 set -eu
 set -o pipefail
 [ "${TIE_STAGE_MODE:-}" = capture ] || exit 0
-# Copied out and hashed in one pass (the hash is recorded in the entry).
+# Copied out and hashed in one pass (the hash is recorded in the entry);
+# Python's sha256 is several times faster than coreutils'.
 src=$TMP_MOUNT_PATH/tmp/tie-stage.tar
-sudo cat "$src" | tee "$TIE_STAGE_FILE" | sha256sum | cut -d' ' -f1 \
-    > "$TIE_STAGE_FILE.sha256"
+sudo cat "$src" | "${DIB_PYTHON_EXEC:-python3}" \\
+    "$(dirname "$0")/../tie-stage-hash.py" - "$TIE_STAGE_FILE.sha256" \\
+    > "$TIE_STAGE_FILE"
 sudo rm -f "$src"
+"""
+
+#: ``python3 tie-stage-hash.py SRC DIGEST`` (in the helper element, for
+#: the host hooks): copy SRC (``-``: stdin) to stdout
+#: and write its sha256 to DIGEST; read to the end even when stdout
+#: closes early (tar stopped by a corrupt tarball).
+HASHER = """# tie-stage: copy a file to stdout and write its sha256.
+import hashlib, os, sys
+digest, out, writing = hashlib.sha256(), sys.stdout.buffer, True
+src = sys.stdin.buffer if sys.argv[1] == "-" else open(sys.argv[1], "rb")
+for block in iter(lambda: src.read(1 << 20), b""):
+    digest.update(block)
+    if writing:
+        try:
+            out.write(block)
+        except BrokenPipeError:
+            writing = False
+try:
+    out.flush()
+except BrokenPipeError:
+    pass
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+with open(sys.argv[2], "w") as f:
+    f.write(digest.hexdigest() + "\\n")
 """
 
 
@@ -119,7 +166,9 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
 
 
 def enabled(environ: Mapping[str, str]) -> bool:
-    return environ.get(ENABLE_ENV, "0").strip().lower() in ("1", "yes", "on")
+    """On by default; ``TIE_STAGE_CACHE=0`` turns it off (an empty value
+    counts as unset)."""
+    return environ.get(ENABLE_ENV, "").strip().lower() not in _OFF
 
 
 def unsupported(plan: plan_mod.BuildPlan) -> str | None:
@@ -184,6 +233,24 @@ def inputs(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
 
 # -------------------------------------------------------------- entries
 
+def plausible(root: Path, key: str) -> buildcache.Entry | None:
+    """The entry ``key`` if its tarball has the size recorded at store
+    time (its sha256 is checked while the restore unpacks it)."""
+    entry = buildcache._read_entry(root / key)
+    if entry is None:
+        return None
+    info = entry.files.get(TARBALL, {})
+    tarball = entry.path / TARBALL
+    try:
+        if tarball.is_symlink() or tarball.stat().st_size != info.get(
+                "size") or not re.fullmatch(
+                    r"[0-9a-f]{64}", str(info.get("sha256"))):
+            return None
+    except OSError:
+        return None
+    return entry
+
+
 def usable(root: Path, key: str) -> buildcache.Entry | None:
     """The entry ``key`` if its tarball matches what was recorded at
     store time (size and sha256); None otherwise."""
@@ -233,7 +300,8 @@ def write_element(parent: Path) -> Path:
     element = parent / ELEMENT
     for rel, text in (("root.d/07-tie-stage-restore", _RESTORE),
                       (f"install.d/{CAPTURE}", _CAPTURE),
-                      ("post-root.d/99-tie-stage-collect", _COLLECT)):
+                      ("post-root.d/99-tie-stage-collect", _COLLECT),
+                      ("tie-stage-hash.py", HASHER)):
         path = element / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -274,14 +342,14 @@ def without_ran_hooks(sources: Mapping[str, Path], parent: Path
 
 
 def _with_stage(plan: plan_mod.BuildPlan, sources: Mapping[str, Path],
-                element: Path, mode: str, tarball: Path
-                ) -> plan_mod.BuildPlan:
+                element: Path, mode: str, tarball: Path,
+                **more: str) -> plan_mod.BuildPlan:
     return dataclasses.replace(
         plan, elements=(*plan.elements, ELEMENT),
         sources={**sources, ELEMENT: element},
         command=(*plan.command, ELEMENT),
         environment={**plan.environment, "TIE_STAGE_MODE": mode,
-                     "TIE_STAGE_FILE": str(tarball)})
+                     "TIE_STAGE_FILE": str(tarball), **more})
 
 
 @contextlib.contextmanager
@@ -307,20 +375,32 @@ def execute(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
         (root / ".locks").mkdir(parents=True, exist_ok=True)
     except OSError:
         return build.execute(plan, environ, report)
+    corrupt = []
     with buildcache._lock(root, key, fcntl.LOCK_SH):
-        entry = usable(root, key)
+        entry = plausible(root, key)
         if entry is not None:
             with _run_dir(root) as tmp:
                 element = write_element(tmp / "helper")
                 sources = without_ran_hooks(plan.sources, tmp / "elements")
-                result = build.execute(_with_stage(
-                    plan, sources, element, "restore",
-                    entry.path / TARBALL), environ, report)
-            with contextlib.suppress(OSError):
-                os.utime(entry.path / "entry.json")
-            return dataclasses.replace(result, notices=(
-                *result.notices, f"stage cache hit: {key[:16]} (built from "
-                "the cached OS tree)"))
+                marker = tmp / "corrupt"
+                try:
+                    result = build.execute(_with_stage(
+                        plan, sources, element, "restore",
+                        entry.path / TARBALL,
+                        TIE_STAGE_SHA256=str(entry.files[TARBALL]["sha256"]),
+                        TIE_STAGE_CORRUPT=str(marker)), environ, report)
+                except errors.BuildFailed:
+                    if not marker.exists():
+                        raise
+                    corrupt.append(f"stage cache entry {key[:16]} did not "
+                                   "have its recorded sha256: discarded, "
+                                   "built afresh")
+            if not corrupt:
+                with contextlib.suppress(OSError):
+                    os.utime(entry.path / "entry.json")
+                return dataclasses.replace(result, notices=(
+                    *result.notices, f"stage cache hit: {key[:16]} (built "
+                    "from the cached OS tree)"))
     if (root / key).exists():
         with buildcache._lock(root, key, fcntl.LOCK_EX | fcntl.LOCK_NB) \
                 as free:
@@ -346,7 +426,7 @@ def execute(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
         buildcache.prune(root, max_bytes=buildcache.max_size(environ),
                          keep=(key,))
     return dataclasses.replace(result, notices=(
-        *result.notices, *([notice] if notice else [])))
+        *result.notices, *corrupt, *([notice] if notice else [])))
 
 
 # ----------------------------------------------------------------- plan
@@ -356,7 +436,7 @@ def describe(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
     """Stage hit or miss for ``plan`` and, on a miss, what changed since
     the newest stage of the same output (else of any output)."""
     why = unsupported(plan) if enabled(environ) else \
-        f"off (set {ENABLE_ENV}=1 to use it)"
+        f"off ({ENABLE_ENV}=0 or --no-stage-cache)"
     if why is not None:
         return {"status": "unused", "reason": why}
     root = root or cache_dir(environ)

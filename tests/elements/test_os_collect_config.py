@@ -256,6 +256,7 @@ class InstallTest(testtools.TestCase):
             self.element / "extra-data.d/50-os-collect-config-wheels",
             self.root, stubs=["hostpython"], env={
                 "DIB_OCC_HOST_PYTHON": "hostpython",
+                "DIB_OCC_WHEEL_CACHE": "0",
                 "TMP_HOOKS_PATH": str(self.root / "hooks")}).check()
         [call] = result.calls_of("hostpython")
         self.assertEqual(("-m", "pip", "download"), call[1:4])
@@ -265,6 +266,140 @@ class InstallTest(testtools.TestCase):
         self.assertEqual("os-collect-config", call[-1])
         self.assertTrue((self.root / "hooks/os-collect-config-wheels")
                         .is_dir())
+
+
+# Plays the host's python: "pip download --dest DIR" writes two wheels,
+# one of them different on every call; every call is logged.
+FAKE_PIP = """#!/bin/bash
+echo "$*" >> "$FAKE_LOG"
+sleep "${FAKE_SLEEP:-0}"
+while [ $# -gt 0 ]; do
+    [ "$1" = --dest ] && dest=$2
+    shift
+done
+date +%s%N > "$dest/a-1.0-py3-none-any.whl"
+echo b > "$dest/b-2.0-py3-none-any.whl"
+"""
+
+
+class WheelCacheTest(testtools.TestCase):
+    """The wheels come from a host-side download cache keyed by what
+    decides them; a bad or old entry is fetched again."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.script = element_path("os-collect-config") / \
+            "extra-data.d/50-os-collect-config-wheels"
+        self.tmp = Path(self.useFixture(fixtures.TempDir()).path)
+        self.python = self.tmp / "fake-python"
+        self.python.write_text(FAKE_PIP)
+        self.python.chmod(0o755)
+        self.log = self.tmp / "pip.log"
+        self.cache = self.tmp / "xdg/tripleo-image-elements/wheels"
+        self.runs = 0
+
+    def run_hook(self, **extra: str) -> Path:
+        """One build's run of the hook; its wheel directory."""
+        self.runs += 1
+        hooks = self.tmp / f"hooks-{self.runs}"
+        env = {"DIB_OCC_HOST_PYTHON": str(self.python),
+               "TMP_HOOKS_PATH": str(hooks), "FAKE_LOG": str(self.log),
+               "XDG_CACHE_HOME": str(self.tmp / "xdg")}
+        env.update(extra)
+        run_script(self.script, self.tmp / f"root-{self.runs}", env=env,
+                   sandbox=False).check()
+        return hooks / "os-collect-config-wheels"
+
+    def fetches(self) -> int:
+        return len(self.log.read_text().splitlines()) \
+            if self.log.exists() else 0
+
+    def wheels(self, directory: Path) -> dict[str, str]:
+        return {p.name: p.read_text() for p in directory.iterdir()}
+
+    def entry(self) -> Path:
+        [entry] = [p for p in self.cache.iterdir()
+                   if not p.name.startswith(".")]
+        return entry
+
+    def test_second_build_copies_the_cached_wheels(self) -> None:
+        first = self.wheels(self.run_hook())
+        self.assertEqual(["a-1.0-py3-none-any.whl", "b-2.0-py3-none-any.whl"],
+                         sorted(first))
+        self.assertEqual(first, self.wheels(self.run_hook()))
+        self.assertEqual(1, self.fetches())
+        self.assertEqual(first, {k: v for k, v in self.wheels(
+            self.entry()).items() if k.endswith(".whl")})
+        # Settings that do not decide the wheels share the entry.
+        self.run_hook(PIP_CACHE_DIR=str(self.tmp / "elsewhere"))
+        self.assertEqual(1, self.fetches())
+
+    def test_what_decides_the_wheels_keys_the_entry(self) -> None:
+        self.run_hook()
+        for n, extra in enumerate((
+                {"DIB_OS_COLLECT_CONFIG_PYTHON_VERSION": "3.12"},
+                {"ARCH": "arm64"},
+                {"DIB_OS_COLLECT_CONFIG_REQUIREMENT": "os-collect-config==1"},
+                {"PIP_INDEX_URL": "http://127.0.0.1:1/simple"},
+                {"PIP_EXTRA_INDEX_URL": "http://127.0.0.1:2/simple"}), 2):
+            self.run_hook(**extra)
+            self.assertEqual(n, self.fetches(), extra)
+        conf = self.tmp / "pip.conf"
+        conf.write_text("[global]\nindex-url = http://127.0.0.1:3/\n")
+        self.run_hook(PIP_CONFIG_FILE=str(conf))
+        conf.write_text("[global]\nindex-url = http://127.0.0.1:4/\n")
+        self.run_hook(PIP_CONFIG_FILE=str(conf))
+        self.assertEqual(8, self.fetches())
+        self.assertEqual(8, len([p for p in self.cache.iterdir()
+                                 if not p.name.startswith(".")]))
+
+    def test_corrupt_partial_or_old_entry_is_fetched_again(self) -> None:
+        self.run_hook()
+        entry = self.entry()
+        wheel = entry / "b-2.0-py3-none-any.whl"
+        wheel.write_text("c\n")
+        self.assertEqual("b\n", (self.run_hook() / wheel.name).read_text())
+        self.assertEqual(2, self.fetches())
+        (entry / "a-1.0-py3-none-any.whl").unlink()
+        self.assertEqual(2, len(list(self.run_hook().iterdir())))
+        self.assertEqual(3, self.fetches())
+        (entry / "SHA256SUMS").unlink()
+        self.run_hook()
+        self.assertEqual(4, self.fetches())
+        (entry / "x-1-py3-none-any.whl").write_text("not recorded\n")
+        self.assertNotIn("x-1-py3-none-any.whl", self.wheels(self.run_hook()))
+        self.assertEqual(5, self.fetches())
+        # A download that died left its temporary directory: removed.
+        left = self.cache / f".tmp-{entry.name}-dead"
+        left.mkdir()
+        (entry / "fetched").write_text("1000\n")
+        self.run_hook()
+        self.assertEqual(6, self.fetches())
+        self.assertFalse(left.exists())
+        self.run_hook(DIB_OCC_WHEEL_CACHE_MAX_AGE="0")
+        self.assertEqual(7, self.fetches())
+        self.run_hook()
+        self.assertEqual(7, self.fetches())
+
+    def test_two_builds_at_once_fetch_once(self) -> None:
+        import threading
+        dirs: list[Path] = []
+        threads = [threading.Thread(target=lambda: dirs.append(
+            self.run_hook(FAKE_SLEEP="1"))) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(1, self.fetches())
+        self.assertEqual(2, len(dirs))
+        self.assertEqual(self.wheels(dirs[0]), self.wheels(dirs[1]))
+
+    def test_cache_off_downloads_every_time(self) -> None:
+        self.run_hook(DIB_OCC_WHEEL_CACHE="0")
+        self.assertEqual(2, len(list(self.run_hook(
+            DIB_OCC_WHEEL_CACHE="0").iterdir())))
+        self.assertEqual(2, self.fetches())
+        self.assertFalse(self.cache.exists())
 
 
 class FirstBootConfigTest(testtools.TestCase):

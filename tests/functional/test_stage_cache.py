@@ -42,8 +42,9 @@ class TestStageCache(base.FunctionalTestCase):
         argv = [str(base.console_script("build-image")), "-o",
                 str(self.workdir / name / IMAGE),
                 "--elements-path", str(elements), *ARGS]
-        env = dict(os.environ, XDG_CACHE_HOME=str(self.workdir / "xdg"),
-                   TIE_STAGE_CACHE="1")
+        # The stage cache is on by default: the variable left unset.
+        env = {k: v for k, v in os.environ.items() if k != "TIE_STAGE_CACHE"}
+        env["XDG_CACHE_HOME"] = str(self.workdir / "xdg")
         self.attach_log(f"{name}.build.log", log, 60)
         started = time.monotonic()
         with open(log, "wb") as handle:

@@ -26,6 +26,12 @@ if [ "${TIE_STAGE_MODE:-}" = capture ]; then
     echo "root of $$" > "$TIE_STAGE_FILE"
 fi
 if [ "${TIE_STAGE_MODE:-}" = restore ]; then
+    # As the restore hook: the sha256 is checked while unpacking.
+    if [ "$(sha256sum < "$TIE_STAGE_FILE" | cut -d' ' -f1)" \
+            != "$TIE_STAGE_SHA256" ]; then
+        touch "$TIE_STAGE_CORRUPT"
+        exit 1
+    fi
     cat "$TIE_STAGE_FILE" > "$FAKE_DIB_RECORD.restored"
     (cd "$ELEMENTS_PATH" && find -L . -type f | sort) \\
         > "$FAKE_DIB_RECORD.hooks"
@@ -200,12 +206,26 @@ class StageCacheTest(testtools.TestCase):
     def test_corrupt_or_partial_stage_is_rebuilt_never_used(self) -> None:
         self.build(self.make())
         entry = buildcache.entries(self.root)[0]
-        (entry.path / stagecache.TARBALL).write_text("root of 00000\n")
+        tarball = entry.path / stagecache.TARBALL
+        # Same size, other bytes: found while restoring.
+        tarball.write_text("X" * len(tarball.read_text()))
+        self.assertIsNotNone(stagecache.plausible(self.root, entry.key))
         self.change("os-collect-config/os-refresh-config/configure.d/"
                     "55-heat-config")
-        _, record = self.build(self.make())
+        result, record = self.build(self.make())
         self.assertFalse(Path(f"{record}.restored").exists(),
                          "a corrupt stage must not be restored")
+        self.assertIn("did not have its recorded sha256",
+                      " ".join(result.notices))
+        self.assertIsNotNone(stagecache.usable(self.root, entry.key))
+        self.assertIn("stored in the stage cache", " ".join(result.notices))
+        # Another size: not even tried.
+        tarball.write_text("root of 0\n")
+        self.assertIsNone(stagecache.plausible(self.root, entry.key))
+        self.change("os-collect-config/os-refresh-config/configure.d/"
+                    "55-heat-config", "#!/bin/bash\necho 5\n")
+        _, record = self.build(self.make())
+        self.assertFalse(Path(f"{record}.restored").exists())
         self.assertIsNotNone(stagecache.usable(self.root, entry.key))
         # Partial: the tarball gone.
         (entry.path / stagecache.TARBALL).unlink()
@@ -219,15 +239,20 @@ class StageCacheTest(testtools.TestCase):
         _, record = self.build(self.make(), TIE_STAGE_CACHE="0")
         self.assertNotIn("tie-stage", record.read_text().split())
         self.assertEqual([], buildcache.entries(self.root))
-        # Off unless asked for (an empty value: the variable unset).
+        off = {**self.env, "TIE_STAGE_CACHE": "0"}
+        self.assertIn("off (TIE_STAGE_CACHE=0", stagecache.describe_text(
+            stagecache.describe(self.make(), off)))
+        # On by default (an empty value: the variable unset).
         self.change("os-collect-config/os-refresh-config/configure.d/"
                     "55-heat-config", "#!/bin/bash\necho 4\n")
         _, record = self.build(self.make(), TIE_STAGE_CACHE="")
-        self.assertNotIn("tie-stage", record.read_text().split())
-        self.assertEqual([], buildcache.entries(self.root))
+        self.assertIn("tie-stage", record.read_text().split())
+        self.assertEqual(1, len(buildcache.entries(self.root)))
         unset = {k: v for k, v in self.env.items() if k != "TIE_STAGE_CACHE"}
-        self.assertIn("off (set TIE_STAGE_CACHE=1", stagecache.describe_text(
-            stagecache.describe(self.make(), unset)))
+        self.assertTrue(stagecache.enabled(unset))
+        self.assertTrue(stagecache.enabled({"TIE_STAGE_CACHE": " "}))
+        for value in ("0", "no", "OFF", "false"):
+            self.assertFalse(stagecache.enabled({"TIE_STAGE_CACHE": value}))
         plan = self.make()
         plan = plan_mod.BuildPlan(**{
             **{f: getattr(plan, f) for f in plan.__dataclass_fields__},
@@ -236,6 +261,26 @@ class StageCacheTest(testtools.TestCase):
         text = stagecache.describe_text(stagecache.describe(plan, self.env))
         self.assertIn("stage cache: not used: not a Debian-family", text)
         self.assertEqual(1, text.count("\n"))
+
+    def test_plan_says_on_by_default_and_off_with_the_flag(self) -> None:
+        import contextlib
+        import io
+
+        import fixtures
+
+        from tripleo_elements import cli
+        self.useFixture(fixtures.EnvironmentVariable(
+            "XDG_CACHE_HOME", str(self.tmp / "xdg")))
+        self.useFixture(fixtures.EnvironmentVariable("TIE_STAGE_CACHE"))
+        argv = ["plan", "--no-defaults", "--elements-path",
+                str(self.elements), "-e", "debian-minimal", "-e",
+                "os-collect-config", "-o", str(self.out / "cli")]
+        for extra, expected in (([], "stage cache: miss"), (
+                ["--no-stage-cache"], "stage cache: not used: off")):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                self.assertEqual(0, cli.main(argv + extra))
+            self.assertIn(expected, out.getvalue())
 
     def test_no_cache_builds_without_the_stage(self) -> None:
         _, record = self.build(self.make(), use_cache=False)
@@ -264,7 +309,8 @@ class StageCacheTest(testtools.TestCase):
     def test_helper_hooks_are_valid_bash_and_executable(self) -> None:
         import subprocess
         element = stagecache.write_element(self.tmp / "helper")
-        hooks = sorted(p for p in element.rglob("*") if p.is_file())
+        hooks = sorted(p for p in element.rglob("*") if p.is_file()
+                       and p.suffix != ".py")
         self.assertEqual(["07-tie-stage-restore", "98-tie-stage-capture",
                           "99-tie-stage-collect"],
                          sorted(p.name for p in hooks))
@@ -275,3 +321,63 @@ class StageCacheTest(testtools.TestCase):
             done = subprocess.run(["bash", str(hook)], env={"PATH": "/bin"},
                                   capture_output=True, text=True)
             self.assertEqual((0, ""), (done.returncode, done.stdout), hook)
+
+    def test_collect_and_restore_hash_as_they_copy(self) -> None:
+        import hashlib
+        import subprocess
+        element = stagecache.write_element(self.tmp / "helper")
+        bin_dir = self.tmp / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+        (bin_dir / "sudo").chmod(0o755)
+        src = self.tmp / "src"
+        (src / "etc").mkdir(parents=True)
+        (src / "etc/hosts").write_text("127.0.0.1 localhost\n")
+        (src / "etc/resolv.conf.ORIG").write_text("nameserver 10.0.0.1\n")
+        mount = self.tmp / "mount"
+        (mount / "tmp").mkdir(parents=True)
+        subprocess.run(["tar", "-C", str(src), "-cf",
+                        str(mount / "tmp/tie-stage.tar"), "."], check=True)
+        data = (mount / "tmp/tie-stage.tar").read_bytes()
+        stage = self.tmp / "stage.tar"
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}",
+               "DIB_PYTHON_EXEC": "python3"}
+
+        def hook(rel: str, **more: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["bash", str(element / rel)],
+                                  env={**env, **more}, capture_output=True,
+                                  text=True)
+
+        done = hook("post-root.d/99-tie-stage-collect",
+                    TIE_STAGE_MODE="capture", TMP_MOUNT_PATH=str(mount),
+                    TIE_STAGE_FILE=str(stage))
+        self.assertEqual(0, done.returncode, done.stderr)
+        self.assertEqual(data, stage.read_bytes())
+        digest = hashlib.sha256(data).hexdigest()
+        self.assertEqual(digest, Path(f"{stage}.sha256").read_text().strip())
+        self.assertFalse((mount / "tmp/tie-stage.tar").exists())
+        marker = self.tmp / "corrupt"
+        restore = {"TIE_STAGE_MODE": "restore", "TIE_STAGE_FILE": str(stage),
+                   "TIE_STAGE_CORRUPT": str(marker)}
+        target = self.tmp / "target"
+        target.mkdir()
+        done = hook("root.d/07-tie-stage-restore", TARGET_ROOT=str(target),
+                    TIE_STAGE_SHA256=digest, **restore)
+        self.assertEqual(0, done.returncode, done.stderr)
+        self.assertEqual("nameserver 10.0.0.1\n",
+                         (target / "etc/resolv.conf").read_text())
+        self.assertTrue((target / "etc/hosts").is_file())
+        self.assertFalse(marker.exists())
+        # A tar failure that is no corruption: no marker.
+        done = hook("root.d/07-tie-stage-restore",
+                    TARGET_ROOT=str(self.tmp / "missing"),
+                    TIE_STAGE_SHA256=digest, **restore)
+        self.assertNotEqual(0, done.returncode)
+        self.assertFalse(marker.exists())
+        # Corrupt (same size): the build fails and says so.
+        stage.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+        done = hook("root.d/07-tie-stage-restore", TARGET_ROOT=str(target),
+                    TIE_STAGE_SHA256=digest, **restore)
+        self.assertEqual(1, done.returncode)
+        self.assertTrue(marker.exists())
+        self.assertIn("does not have its recorded sha256", done.stderr)
