@@ -12,11 +12,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from tripleo_elements import buildcache, errors, stagecache
+from tripleo_elements import buildcache, errors, stagecache, wheelcache
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="The build cache (default $XDG_CACHE_HOME/"
         "tripleo-image-elements/builds): a build whose inputs are all "
         "unchanged returns the recorded image at once; the stage cache "
-        "(.../stages) holds installed OS trees a rebuild starts from.")
+        "(.../stages) holds installed OS trees a rebuild starts from; "
+        "the wheel cache (.../wheels, or $DIB_OCC_WHEEL_CACHE_DIR) holds "
+        "os-collect-config's downloaded wheels.")
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("list", help="every entry, most recently used first")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -46,17 +48,26 @@ def _stamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
 
 
-def _roots(environ: Mapping[str, str]) -> list[tuple[str, Path]]:
-    return [("build", buildcache.cache_dir(environ)),
-            ("stage", stagecache.cache_dir(environ))]
+_Lister = Callable[[Path], list[buildcache.Entry]]
+_Pruner = Callable[..., list[buildcache.Entry]]
+
+
+def _roots(environ: Mapping[str, str]
+           ) -> list[tuple[str, Path, _Lister, _Pruner]]:
+    return [("build", buildcache.cache_dir(environ), buildcache.entries,
+             buildcache.prune),
+            ("stage", stagecache.cache_dir(environ), buildcache.entries,
+             buildcache.prune),
+            ("wheels", wheelcache.cache_dir(environ), wheelcache.entries,
+             wheelcache.prune)]
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str],
         out: TextIO) -> int:
     roots = _roots(environ)
     if args.action == "list":
-        known = [(kind, e) for kind, root in roots
-                 for e in buildcache.entries(root)]
+        known = [(kind, e) for kind, root, listed, _ in roots
+                 for e in listed(root)]
         if args.format == "json":
             out.write(json.dumps([
                 {"kind": kind, "key": e.key, "name": e.name,
@@ -64,7 +75,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str],
                  "created": round(e.created), "used": round(e.used)}
                 for kind, e in known], indent=2) + "\n")
             return 0
-        for kind, root in roots:
+        for kind, root, _, _ in roots:
             mine = [e for k, e in known if k == kind]
             out.write(f"{root}: {len(mine)} entries ({kind}), "
                       f"{sum(e.size for e in mine) / 2**20:.1f} MiB\n")
@@ -82,9 +93,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str],
         None if args.max_size is None
         else buildcache.parse_size(args.max_size))
     removed = []
-    for kind, root in roots:
+    for kind, root, _, pruned in roots:
         # --max-size applies to each cache on its own.
-        removed += [(kind, e) for e in buildcache.prune(
+        removed += [(kind, e) for e in pruned(
             root, max_bytes=max_bytes, max_age=max_age)]
     for kind, e in removed:
         out.write(f"removed {e.key[:16]}  {e.size / 2**20:.1f} MiB  "

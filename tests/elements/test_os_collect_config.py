@@ -401,6 +401,49 @@ class WheelCacheTest(testtools.TestCase):
         self.assertEqual(2, self.fetches())
         self.assertFalse(self.cache.exists())
 
+    def test_cache_list_and_prune_see_the_hooks_entries(self) -> None:
+        """``build-image cache`` lists what the hook stored and prunes it
+        by age, but not while a build holds the entry."""
+        import fcntl
+        import io
+        import os
+        from unittest import mock
+
+        from tripleo_elements import buildcache_cli, wheelcache
+        self.run_hook()
+        entry = self.entry()
+        env = {"XDG_CACHE_HOME": str(self.tmp / "xdg")}
+        out = io.StringIO()
+        with mock.patch("sys.stdout", out):
+            self.assertEqual(0, buildcache_cli.main(
+                ["list", "--format", "json"], env))
+        [listed] = [e for e in json.loads(out.getvalue())
+                    if e["kind"] == "wheels"]
+        self.assertEqual(entry.name, listed["key"])
+        self.assertEqual("os-collect-config", listed["output"])
+        self.assertEqual(sum(p.stat().st_size for p in entry.iterdir()),
+                         listed["size"])
+        # A stale download left by a killed build goes too.
+        stale = self.cache / f".tmp-{entry.name}-dead"
+        stale.mkdir()
+        os.utime(stale, (0, 0))
+        with open(self.cache / ".locks" / entry.name, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            self.assertEqual([], wheelcache.prune(self.cache, max_age=0,
+                                                  now=2e9))
+        self.assertTrue(entry.is_dir())
+        self.assertFalse(stale.exists())
+        self.assertEqual([], wheelcache.prune(self.cache, max_age=86400))
+        out = io.StringIO()
+        with mock.patch("sys.stdout", out):
+            self.assertEqual(0, buildcache_cli.main(
+                ["prune", "--all"], env))
+        self.assertIn("wheels", out.getvalue())
+        self.assertFalse(entry.exists())
+        # The next build fetches again.
+        self.run_hook()
+        self.assertEqual(2, self.fetches())
+
 
 class FirstBootConfigTest(testtools.TestCase):
     """first-boot-config renders the configuration from cfn-init-data
