@@ -126,9 +126,8 @@ def _resolution(args: argparse.Namespace) -> graph.Resolution:
 
 def _environ(args: argparse.Namespace) -> Mapping[str, str]:
     """The host environment, with the stage cache off if asked."""
-    if getattr(args, "no_stage_cache", False):
-        return {**os.environ, stagecache.ENABLE_ENV: "0"}
-    return os.environ
+    return stagecache.environ_for(
+        os.environ, getattr(args, "no_stage_cache", False))
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:

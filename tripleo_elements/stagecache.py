@@ -165,6 +165,13 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
     return buildcache.cache_dir(environ).parent / "stages"
 
 
+def environ_for(environ: Mapping[str, str], off: bool
+                ) -> Mapping[str, str]:
+    """``environ``, with the stage cache turned off when ``off`` (the
+    ``--no-stage-cache`` flag of ``build`` and ``plan``)."""
+    return {**environ, ENABLE_ENV: "0"} if off else environ
+
+
 def enabled(environ: Mapping[str, str]) -> bool:
     """On by default; ``TIE_STAGE_CACHE=0`` turns it off (an empty value
     counts as unset)."""

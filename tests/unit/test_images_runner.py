@@ -295,3 +295,21 @@ sys.exit(cli.main(["build", "-f", {str(file)!r}, "--parallel", "2"]))
                          prov["debian-minimal"]["source"])
         self.assertTrue(prov["app"]["hash"].startswith("sha256:"))
         self.assertIn("img.spdx.json", manifest["outputs"])
+
+    def test_no_stage_cache_flag_reaches_each_build(self) -> None:
+        """``--no-stage-cache`` turns the stage cache off for every image
+        of the file, as it does for a single build."""
+        file = self.write(
+            "images:\n"
+            "  - name: one\n    elements: [app]\n"
+            "    environment: {FAKE_DIB_RECORD: " + str(self.tmp / "r1") +
+            "}\n")
+        self.useFixture(fixtures.EnvironmentVariable("TIE_STAGE_CACHE"))
+        code, out, err = self.run_cli("build", "-f", str(file),
+                                      "--no-stage-cache")
+        self.assertEqual(0, code, out + err)
+        env = (self.tmp / "r1.env").read_text().splitlines()
+        self.assertIn("TIE_STAGE_CACHE=0", env)
+        self.assertEqual([], [v for v in env
+                              if v.startswith("TIE_STAGE_MODE=")])
+        self.assertNotIn("TIE_STAGE_CACHE", os.environ)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tripleo_elements import build, buildcache, errors, host
+from tripleo_elements import build, buildcache, errors, host, stagecache
 from tripleo_elements.images import project, sbom, sources
 from tripleo_elements.plan import BuildPlan
 
@@ -155,7 +155,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.parallel < 1:
         raise errors.UsageError(f"--parallel {args.parallel}: needs 1 or "
                                 "more", "--parallel 2")
-    proj, items = project.each_image(args.file, args.only, args, os.environ,
+    environ = stagecache.environ_for(
+        os.environ, getattr(args, "no_stage_cache", False))
+    proj, items = project.each_image(args.file, args.only, args, environ,
                                      locked=args.locked,
                                      warn=images_cli.warn)
     plans = [images_cli.image_plan(p) for p in items]
