@@ -229,7 +229,9 @@ class Entry:
     files: Mapping[str, Mapping[str, object]]
 
 
-def _read_entry(path: Path) -> Entry | None:
+def read_entry(path: Path) -> Entry | None:
+    """The entry in ``path`` (a build or stage entry), or None when it is
+    incomplete or unreadable."""
     try:
         meta = json.loads((path / "entry.json").read_text())
         recorded = json.loads((path / "inputs.json").read_text())
@@ -248,7 +250,7 @@ def entries(root: Path) -> list[Entry]:
         for path in root.iterdir():
             if path.name.startswith(".") or not path.is_dir():
                 continue
-            entry = _read_entry(path)
+            entry = read_entry(path)
             if entry is not None:
                 found.append(entry)
     return sorted(found, key=lambda e: (-e.used, e.key))
@@ -349,7 +351,7 @@ def store(root: Path, plan: plan_mod.BuildPlan,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return _read_entry(root / key)
+    return read_entry(root / key)
 
 
 # -------------------------------------------------------------- restore
@@ -449,7 +451,7 @@ def lookup(root: Path, key: str, plan: plan_mod.BuildPlan
     """Restore entry ``key`` for ``plan`` (None: no usable entry; a
     corrupt one is discarded)."""
     started = time.monotonic()
-    entry = _read_entry(root / key)
+    entry = read_entry(root / key)
     if entry is None:
         if (root / key).exists():
             discard(root, key)      # partial: no entry.json/inputs.json

@@ -243,7 +243,7 @@ def inputs(plan: plan_mod.BuildPlan, environ: Mapping[str, str],
 def plausible(root: Path, key: str) -> buildcache.Entry | None:
     """The entry ``key`` if its tarball has the size recorded at store
     time (its sha256 is checked while the restore unpacks it)."""
-    entry = buildcache._read_entry(root / key)
+    entry = buildcache.read_entry(root / key)
     if entry is None:
         return None
     info = entry.files.get(TARBALL, {})
@@ -261,7 +261,7 @@ def plausible(root: Path, key: str) -> buildcache.Entry | None:
 def usable(root: Path, key: str) -> buildcache.Entry | None:
     """The entry ``key`` if its tarball matches what was recorded at
     store time (size and sha256); None otherwise."""
-    entry = buildcache._read_entry(root / key)
+    entry = buildcache.read_entry(root / key)
     if entry is None:
         return None
     info = entry.files.get(TARBALL, {})
