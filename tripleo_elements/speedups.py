@@ -29,11 +29,14 @@ initramfs-tools' trigger, activated by every package that ships an
 initramfs hook (lvm2, busybox, ...), generates it again at the end of
 the same run; the first one is thrown away.  From ``pre-install.d`` to
 the end of ``install.d`` (before the stage cache's capture) an
-``update-initramfs`` in ``/usr/local/sbin`` turns that one call, made
-from a maintainer script, into the trigger's activation plus an empty
-placeholder (so that the trigger's ``update-initramfs -u`` finds the
-version); everything else goes to the real one.  The end of ``install.d``
-removes it and generates, for real, any initramfs still a placeholder.
+``update-initramfs`` in a directory of its own, first on the PATH apt
+gives dpkg (``DPkg::Path`` in an ``apt.conf.d`` file: apt runs
+maintainer scripts with ``/usr/sbin:/usr/bin:/sbin:/bin`` otherwise),
+turns that one call, made from a maintainer script, into the trigger's
+activation plus an empty placeholder (so that the trigger's
+``update-initramfs -u`` finds the version); everything else goes to the
+real one.  The end of ``install.d`` removes both and generates, for
+real, any initramfs still a placeholder.
 The initramfs is the one the trigger generated before: same hooks, same
 files, same moment.  ``TIE_INITRAMFS_ONCE=0`` leaves the element out.
 """
@@ -55,8 +58,12 @@ INITRAMFS_ELEMENT = "tie-initramfs-once"
 #: The element's hooks: the stage cache captures at install.d/98.
 SHIM_HOOK = "pre-install.d/00-tie-initramfs-once"
 DONE_HOOK = "install.d/90-tie-initramfs-once"
-SHIM_PATH = "/usr/local/sbin/update-initramfs"
-#: The first line of the shim (how the end hook knows it is ours).
+SHIM_DIR = "/usr/local/lib/tie-initramfs-once"
+SHIM_PATH = f"{SHIM_DIR}/update-initramfs"
+APT_CONF = "/etc/apt/apt.conf.d/00tie-initramfs-once"
+#: apt's own default DPkg::Path, after the shim's directory.
+DPKG_PATH = f"{SHIM_DIR}:/usr/sbin:/usr/bin:/sbin:/bin"
+#: The second line of the shim (how the end hook knows it is ours).
 SHIM_MARK = "# tie-initramfs-once shim"
 
 _WRAPPER = """#!/bin/bash
@@ -179,10 +186,16 @@ _INSTALL_SHIM = f"""#!/bin/bash
 # tripleo_elements/speedups.py); {DONE_HOOK} removes it.
 set -eu
 r=${{{ROOT_ENV}:-}}
-if [ -d "$r/usr/local/sbin" ] && [ ! -e "$r{SHIM_PATH}" ]; then
+if [ -d "$r/usr/local/lib" ] && [ -d "$r/etc/apt/apt.conf.d" ] && \\
+        [ ! -e "$r{SHIM_DIR}" ] && [ ! -e "$r{APT_CONF}" ]; then
+    mkdir "$r{SHIM_DIR}"
     cat > "$r{SHIM_PATH}" <<'SHIM'
 {_SHIM}SHIM
     chmod 0755 "$r{SHIM_PATH}"
+    cat > "$r{APT_CONF}" <<'CONF'
+// tie-initramfs-once (build-image): removed at the end of install.d.
+DPkg::Path "{DPKG_PATH}";
+CONF
 fi
 """
 
@@ -193,7 +206,8 @@ _DONE = f"""#!/bin/bash
 set -eu
 r=${{{ROOT_ENV}:-}}
 if [ -f "$r{SHIM_PATH}" ] && grep -qxF "{SHIM_MARK}" "$r{SHIM_PATH}"; then
-    rm -f "$r{SHIM_PATH}"
+    rm -f "$r{APT_CONF}" "$r{SHIM_PATH}"
+    rmdir "$r{SHIM_DIR}"
 fi
 for initrd in "$r"/boot/initrd.img-*; do
     if [ -f "$initrd" ] && [ ! -L "$initrd" ] && [ ! -s "$initrd" ]; then

@@ -154,8 +154,8 @@ class InitramfsOnceTest(testtools.TestCase):
         self.tmp = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.root = self.tmp / "root"
-        for rel in ("usr/local/sbin", "usr/sbin", "boot",
-                    "var/lib/dpkg/triggers", "bin"):
+        for rel in ("usr/local/lib", "usr/sbin", "boot",
+                    "var/lib/dpkg/triggers", "bin", "etc/apt/apt.conf.d"):
             (self.root / rel).mkdir(parents=True)
         for rel, text in (("usr/sbin/update-initramfs", FAKE_REAL),
                           ("bin/dpkg-trigger", FAKE_TRIGGER)):
@@ -165,6 +165,7 @@ class InitramfsOnceTest(testtools.TestCase):
             "initramfs-tools\n")
         self.element = speedups.write_initramfs_element(self.tmp / "el")
         self.shim = self.root / speedups.SHIM_PATH.lstrip("/")
+        self.conf = self.root / speedups.APT_CONF.lstrip("/")
         self.initrd = self.root / "boot/initrd.img-6.1.0-9-amd64"
 
     def run_(self, argv: list[str], **env: str) -> str:
@@ -187,6 +188,10 @@ class InitramfsOnceTest(testtools.TestCase):
     def test_kernel_hook_is_deferred_to_the_trigger(self) -> None:
         self.hook(speedups.SHIM_HOOK)
         self.assertTrue(os.access(self.shim, os.X_OK))
+        # apt runs maintainer scripts with its DPkg::Path: shim first.
+        self.assertIn(f'DPkg::Path "{self.shim.parent}:/usr/sbin:'
+                      f'/usr/bin:/sbin:/bin";'.replace(str(self.root), ""),
+                      self.conf.read_text())
         out = self.kernel_hook("-c", "-k", "6.1.0-9-amd64", "-b", "/boot")
         self.assertIn("deferred to the trigger", out)
         self.assertEqual(["--no-await update-initramfs"],
@@ -198,7 +203,9 @@ class InitramfsOnceTest(testtools.TestCase):
         self.assertEqual(["-u"], self.calls("real-calls"))
         self.initrd.write_bytes(b"initramfs")
         self.hook(speedups.DONE_HOOK)
-        self.assertFalse(self.shim.exists())
+        self.assertFalse(self.shim.parent.exists())
+        self.assertFalse(self.conf.exists())
+        self.assertEqual([], os.listdir(self.conf.parent))
         self.assertEqual(["-u"], self.calls("real-calls"))
         self.assertEqual(b"initramfs", self.initrd.read_bytes())
 
@@ -229,11 +236,12 @@ class InitramfsOnceTest(testtools.TestCase):
         self.assertEqual(["-c -k 6.1.0-9-amd64"], self.calls("real-calls"))
         self.assertFalse(self.initrd.exists())
 
-    def test_a_users_own_update_initramfs_is_left_alone(self) -> None:
-        self.shim.write_text("#!/bin/sh\necho mine\n")
+    def test_an_existing_apt_setting_is_left_alone(self) -> None:
+        self.conf.write_text("mine\n")
         self.hook(speedups.SHIM_HOOK)
+        self.assertFalse(self.shim.exists())
         self.hook(speedups.DONE_HOOK)
-        self.assertEqual("#!/bin/sh\necho mine\n", self.shim.read_text())
+        self.assertEqual("mine\n", self.conf.read_text())
 
     def test_only_dpkg_builds_get_it_and_it_can_be_turned_off(self) -> None:
         self.assertTrue(speedups.initramfs_once(("base", "dpkg"), {}))
