@@ -102,6 +102,11 @@ def _execute(plan: BuildPlan, environ: Mapping[str, str],
             json.dumps(plan.menu, indent=2, sort_keys=True) + "\n")
         staged = tree.stage(plan.sources, parent=plan.workdir)
         staged.path.rename(plan.staged_path)
+        command = plan.command
+        if speedups.initramfs_once(plan.elements, environ):
+            # Build code, not an element of the plan (see speedups).
+            speedups.write_initramfs_element(plan.staged_path)
+            command = (*command, speedups.INITRAMFS_ELEMENT)
         if plan.block_device_config is not None:
             (plan.workdir / "block-device.yaml").write_text(
                 plan.block_device_config)
@@ -115,7 +120,7 @@ def _execute(plan: BuildPlan, environ: Mapping[str, str],
             env = speedups.prepare(plan.workdir, env)
             # Line-buffered: the log is readable while the build runs.
             with open(plan.log, "w", encoding="utf-8", buffering=1) as log:
-                code = process.stream(plan.command, env=env, log=log,
+                code = process.stream(command, env=env, log=log,
                                       on_line=progress.line,
                                       cwd=plan.outdir)
         if code != 0:

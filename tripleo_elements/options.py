@@ -30,6 +30,10 @@ DEFAULT_ENTRY = "heat-cfntools"
 #: disk-image-create's image types (``-t``), in the order we pass them.
 IMAGE_TYPES = ("qcow2", "raw", "tar", "tgz", "vhd", "squashfs", "docker")
 #: Architecture names diskimage-builder and its elements recognise.
+#: ``--qcow2-compression`` values (the first is the default).
+QCOW2_COMPRESSIONS = ("zstd", "zlib")
+#: Where the default of ``--qcow2-compression`` can be set instead.
+QCOW2_COMPRESSION_ENV = "TIE_QCOW2_COMPRESSION"
 ARCHES = ("amd64", "arm64", "armhf", "i386", "ppc64el", "ppc64le",
           "ppc64", "s390x", "x86_64", "aarch64")
 
@@ -60,6 +64,7 @@ class BuildOptions:
     packages: tuple[str, ...] = ()
     qemu_img_options: str | None = None
     uncompressed: bool = False
+    qcow2_compression: str | None = None
     mkfs_options: str | None = None
     root_label: str | None = None
     offline: bool = False
@@ -130,6 +135,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _compression(text: str) -> str:
+    if text not in QCOW2_COMPRESSIONS:
+        raise errors.UsageError(
+            f"unknown qcow2 compression '{text}'",
+            "choose zstd (qemu 5.1 or later reads it) or zlib (any qemu)")
+    return text
+
+
 def _packages(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(p.strip() for v in values for p in v.split(",")
                  if p.strip())
@@ -193,6 +206,11 @@ SETTINGS: tuple[Setting, ...] = (
             "qemu-img convert (key=value,...)", metavar="OPTS"),
     Setting("uncompressed", ("-u", "--uncompressed"), "do not compress "
             "the qcow2 (bigger, faster)", action="flag"),
+    Setting("qcow2_compression", ("--qcow2-compression",), "compression "
+            "of the qcow2's clusters: zstd (faster; qemu 5.1 or later "
+            "reads it) or zlib (any qemu); default: "
+            f"${QCOW2_COMPRESSION_ENV}, else zstd",
+            metavar="zstd|zlib", convert=_compression),
     Setting("mkfs_options", ("--mkfs-options",), "options passed to mkfs "
             "of the root filesystem (one string)", metavar="OPTS"),
     Setting("root_label", ("--root-label",), "label of the root filesystem "

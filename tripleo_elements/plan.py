@@ -25,7 +25,8 @@ from tripleo_elements.graph import Resolution, resolve
 from tripleo_elements.menu import model as menu_model
 from tripleo_elements.options import (DEFAULT_DISK, DEFAULT_ENTRY,
                                       DEFAULT_OS, DEFAULT_RELEASE,
-                                      BuildOptions)
+                                      QCOW2_COMPRESSION_ENV,
+                                      QCOW2_COMPRESSIONS, BuildOptions)
 
 DEBIAN_OS = frozenset({"debian", "debian-minimal"})
 MIRROR_VARS = ("DIB_DISTRIBUTION_MIRROR", "DIB_DEBIAN_DISTRIBUTION_MIRROR")
@@ -248,6 +249,27 @@ def _dib_flags(options: BuildOptions) -> list[str]:
     return flags
 
 
+def qcow2_compression(options: BuildOptions, environ: Mapping[str, str]
+                      ) -> str | None:
+    """How the qcow2's clusters are compressed: ``--qcow2-compression``,
+    else ``$TIE_QCOW2_COMPRESSION``, else zstd; None when no compressed
+    qcow2 is written or ``--qemu-img-options`` chooses it."""
+    if "qcow2" not in options.types or options.uncompressed or \
+            "compression_type" in (options.qemu_img_options or ""):
+        return None
+    if options.qcow2_compression is not None:
+        return options.qcow2_compression
+    value = environ.get(QCOW2_COMPRESSION_ENV, "").strip()
+    if not value:
+        return QCOW2_COMPRESSIONS[0]
+    if value not in QCOW2_COMPRESSIONS:
+        raise errors.UsageError(
+            f"{QCOW2_COMPRESSION_ENV}={value} is no qcow2 compression",
+            "set it to zstd (qemu 5.1 or later reads it) or zlib (any "
+            "qemu)")
+    return value
+
+
 def image_cache_dir(options: BuildOptions, environ: Mapping[str, str]
                     ) -> Path:
     """--image-cache, else $DIB_IMAGE_CACHE, else DIB's default."""
@@ -314,6 +336,11 @@ def make_plan(options: BuildOptions, index: ElementIndex,
         # disk-image-create's --image-extra-size is in its help but not
         # in its option parser; the variable works.
         env["DIB_IMAGE_EXTRA_SIZE"] = options.image_extra_size
+    # Carried out by the qemu-img of tripleo_elements.speedups; in the
+    # plan's environment, so that the build cache's key covers it.
+    compression = qcow2_compression(options, environ)
+    if compression is not None:
+        env[QCOW2_COMPRESSION_ENV] = compression
 
     bd_config = None
     if not device_mapper and "vm" in resolution.elements:

@@ -106,6 +106,14 @@ class BuildCacheTest(testtools.TestCase):
         self.assertTrue(any(c.startswith("env DIB_DISTRIBUTION_MIRROR")
                             for c in answer["changed"]), answer["changed"])
 
+    def test_qcow2_compression_is_an_input(self) -> None:
+        self.build(self.make())
+        answer = buildcache.describe(self.make(qcow2_compression="zlib"),
+                                     self.env, self.root)
+        self.assertEqual("miss", answer["status"])
+        self.assertIn("env TIE_QCOW2_COMPRESSION: zstd -> zlib",
+                      answer["changed"])
+
     def test_host_secret_is_recorded_as_a_digest(self) -> None:
         self.env["DIB_DEV_USER_PASSWORD"] = "hunter2"
         self.build(self.make())

@@ -243,6 +243,35 @@ class PlanTest(testtools.TestCase):
         self.assertEqual("1.5", plan.environment["DIB_IMAGE_EXTRA_SIZE"])
         self.assertEqual(["img.qcow2"], [p.name for p in plan.images])
 
+    def test_qcow2_compression_is_zstd_unless_asked_otherwise(self) -> None:
+        var = options.QCOW2_COMPRESSION_ENV
+        self.assertEqual("zstd", self.plan().environment[var])
+        self.assertEqual("zlib", self.plan(
+            qcow2_compression="zlib").environment[var])
+        self.assertEqual("zlib", self.plan(
+            env={var: "zlib"}).environment[var])
+        # The option wins over the variable.
+        self.assertEqual("zstd", self.plan(
+            env={var: "zlib"}, qcow2_compression="zstd").environment[var])
+        # Nothing compressed, no qcow2, or the user's own qemu-img choice.
+        for kw in ({"uncompressed": True}, {"types": ("raw",)},
+                   {"qemu_img_options": "compression_type=zlib"}):
+            self.assertNotIn(var, self.plan(**kw).environment, kw)
+        # ... and it is in the text of the plan.
+        self.assertIn(f"{var}=zstd", self.plan().to_text())
+
+    def test_bad_qcow2_compression_is_a_usage_error(self) -> None:
+        error = self.assertRaises(
+            errors.UsageError, options.parse,
+            ["-o", "x", "--qcow2-compression", "lz4"])
+        self.assertIn("lz4", error.message)
+        self.assertEqual("zlib", options.parse(
+            ["-o", "x", "--qcow2-compression", "zlib"]).qcow2_compression)
+        error = self.assertRaises(
+            errors.UsageError, self.plan,
+            env={options.QCOW2_COMPRESSION_ENV: "gzip"})
+        self.assertIn("TIE_QCOW2_COMPRESSION=gzip", error.message)
+
     def test_host_dib_variables_shown_with_secrets_masked(self) -> None:
         plan = self.plan(env={"DIB_DEV_USER_PASSWORD": "hunter2",
                               "DIB_GITHUB_TOKEN": "t0k",
