@@ -29,7 +29,8 @@ from tripleo_elements.element import ORC_PHASES
 
 __all__ = [
     "cloud_init_datasources", "find_strings", "heat_stack", "ImageError",
-    "inside", "leaked_values", "machine_id", "mounted_image", "MountedImage",
+    "initramfs_zstd", "inside", "leaked_values", "machine_id",
+    "mounted_image", "MountedImage",
     "password_locked", "ssh_host_keys", "udev_fix",
 ]
 
