@@ -7,6 +7,7 @@ from pathlib import Path
 
 import fixtures
 import testtools
+import yaml
 
 from tripleo_elements.testing.elements import element_path
 from tripleo_elements.testing.scripts import Stub, When, run_script
@@ -14,6 +15,8 @@ from tripleo_elements.testing.scripts import Stub, When, run_script
 ELEMENT = element_path("fast-boot")
 SCRIPT = ELEMENT / "post-install.d/60-fast-boot"
 ENV_FILE = ELEMENT / "environment.d/05-fast-boot.bash"
+PACKAGES = ELEMENT / "package-installs.yaml"
+STARTUP_WEIGHT_DROPIN = "fast-boot-startup-weight.conf"
 CLOUD_INIT_CONDITION = ("ConditionPathExists=!/run/systemd/generator.early/"
                         "multi-user.target.wants/cloud-init.target")
 
@@ -68,6 +71,16 @@ class EnvironmentTest(testtools.TestCase):
                          got["DIB_BOOTLOADER_DEFAULT_CMDLINE"])
 
 
+class PackagesTest(testtools.TestCase):
+
+    def test_zstd_for_the_initramfs(self) -> None:
+        # initramfs-tools' default COMPRESS=zstd falls back to gzip when
+        # the command is missing (a larger, slower-to-unpack initramfs).
+        self.assertIn("zstd", yaml.safe_load(PACKAGES.read_text()))
+        self.assertIn("package-installs",
+                      (ELEMENT / "element-deps").read_text().split())
+
+
 class ScriptTest(testtools.TestCase):
 
     def setUp(self) -> None:
@@ -104,6 +117,11 @@ class ScriptTest(testtools.TestCase):
                   "fast-boot-cloud-init.conf").read_text()
         self.assertEqual(["[Unit]", CLOUD_INIT_CONDITION],
                          dropin.splitlines())
+        for unit in ("cloud-config.service", "cloud-final.service"):
+            weight = (self.root / "units" / f"{unit}.d" /
+                      STARTUP_WEIGHT_DROPIN).read_text()
+            self.assertEqual(["[Service]", "StartupCPUWeight=10"],
+                             weight.splitlines())
 
     def test_missing_unit_is_skipped(self) -> None:
         result = self.run_it(present=())
@@ -124,3 +142,29 @@ class ScriptTest(testtools.TestCase):
         self.assertEqual(1, result.returncode)
         self.assertIn("bad module name", result.stderr)
         self.assertFalse(canary.exists())
+
+    def test_no_background_units(self) -> None:
+        result = self.run_it(DIB_FAST_BOOT_BACKGROUND_UNITS="")
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertEqual([], sorted(p.name for p in
+                                    (self.root / "units").glob("cloud-*")))
+
+    def test_background_weight_and_units_are_checked(self) -> None:
+        for env, message in (
+                ({"DIB_FAST_BOOT_BACKGROUND_WEIGHT": "0"}, "must be 1-10000"),
+                ({"DIB_FAST_BOOT_BACKGROUND_WEIGHT": "x"}, "must be 1-10000"),
+                ({"DIB_FAST_BOOT_BACKGROUND_UNITS": "../etc.service"},
+                 "bad unit name"),
+                ({"DIB_FAST_BOOT_BACKGROUND_UNITS": "cron"},
+                 "bad unit name")):
+            result = self.run_it(**env)
+            self.assertEqual(1, result.returncode, env)
+            self.assertIn(message, result.stderr)
+
+    def test_other_weight(self) -> None:
+        result = self.run_it(DIB_FAST_BOOT_BACKGROUND_UNITS="x.service",
+                             DIB_FAST_BOOT_BACKGROUND_WEIGHT="50")
+        self.assertEqual(0, result.returncode, result.stderr)
+        weight = (self.root / "units/x.service.d" /
+                  STARTUP_WEIGHT_DROPIN).read_text()
+        self.assertIn("StartupCPUWeight=50\n", weight)

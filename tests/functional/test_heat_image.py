@@ -178,6 +178,7 @@ class TestHeatImageOffline(HeatTestCase):
                             root, list(CANARIES.values()), outputs)
                         + image_checks.heat_stack(root)
                         + image_checks.udev_fix(root)
+                        + image_checks.initramfs_zstd(root)
                         + menu_checks.image_problems(root))
             datasources = image_checks.cloud_init_datasources(root)
             if "ConfigDrive" not in datasources:

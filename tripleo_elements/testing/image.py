@@ -29,7 +29,8 @@ from tripleo_elements.element import ORC_PHASES
 
 __all__ = [
     "cloud_init_datasources", "find_strings", "heat_stack", "ImageError",
-    "inside", "leaked_values", "machine_id", "mounted_image", "MountedImage",
+    "initramfs_zstd", "inside", "leaked_values", "machine_id",
+    "mounted_image", "MountedImage",
     "password_locked", "ssh_host_keys", "udev_fix",
 ]
 
@@ -281,3 +282,23 @@ def udev_fix(root: Path) -> list[str]:
             return []
     return [f"{', '.join(r.name for r in rules)}: no {LVEXTEND_FIX_MARK} "
             "rule: the fix is not applied"]
+
+
+#: The first bytes of a zstd frame (RFC 8878).
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def initramfs_zstd(root: Path) -> list[str]:
+    """Every ``/boot/initrd.img-*`` is zstd-compressed (fast-boot installs
+    zstd; without it initramfs-tools falls back to gzip)."""
+    images = sorted(inside(root, "/boot").glob("initrd.img-*"))
+    if not images:
+        return ["no /boot/initrd.img-*"]
+    problems = []
+    for path in images:
+        with open(path, "rb") as handle:
+            head = handle.read(len(ZSTD_MAGIC))
+        if head != ZSTD_MAGIC:
+            problems.append(f"/boot/{path.name} is not zstd-compressed "
+                            f"(starts with {head.hex()})")
+    return problems
