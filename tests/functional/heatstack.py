@@ -157,8 +157,10 @@ class HeatGuest:
     def __init__(self, image: Path, workdir: Path, *,
                  time_limit: float = 1800.0, memory_mb: int = 1024,
                  accel: str | None = None,
-                 dhcp_workaround: bool | None = None) -> None:
+                 dhcp_workaround: bool | None = None,
+                 cpus: int = 1) -> None:
         self.image = image
+        self.cpus = cpus
         if dhcp_workaround is None:
             dhcp_workaround = os.environ.get(DHCP_WORKAROUND_ENV) == "1"
         self.dhcp_workaround = dhcp_workaround
@@ -210,7 +212,7 @@ class HeatGuest:
                                      DATA_DISK_SIZE)
         self.vm = qemu.VirtualMachine(
             self.image, self.workdir / "vm", memory_mb=self.memory_mb,
-            forwards=[SSH_PORT], accel=self.accel,
+            cpus=self.cpus, forwards=[SSH_PORT], accel=self.accel,
             time_limit=self.time_limit,
             drives=[qemu.Drive(data_disk, snapshot=False),
                     qemu.Drive.iso(self.config_drive)])
