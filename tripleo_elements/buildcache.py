@@ -243,22 +243,26 @@ def read_entry(path: Path) -> Entry | None:
         return None
 
 
-def entries(root: Path) -> list[Entry]:
-    """Every complete entry, most recently used first."""
+def entries(root: Path, reader: Callable[[Path], Entry | None] = read_entry
+            ) -> list[Entry]:
+    """Every complete entry (as ``reader`` reads one directory), most
+    recently used first."""
     found = []
     if root.is_dir():
         for path in root.iterdir():
             if path.name.startswith(".") or not path.is_dir():
                 continue
-            entry = read_entry(path)
+            entry = reader(path)
             if entry is not None:
                 found.append(entry)
     return sorted(found, key=lambda e: (-e.used, e.key))
 
 
 @contextlib.contextmanager
-def _lock(root: Path, key: str, mode: int) -> Iterator[bool]:
-    with downloads.lock_file(root / ".locks" / f"{key}.lock", mode) as got:
+def _lock(root: Path, key: str, mode: int, suffix: str = ".lock"
+          ) -> Iterator[bool]:
+    with downloads.lock_file(root / ".locks" / f"{key}{suffix}",
+                             mode) as got:
         yield got
 
 
@@ -614,21 +618,24 @@ def parse_age(text: str) -> float:
 
 def prune(root: Path, *, max_bytes: int | None = None,
           max_age: float | None = None, keep: tuple[str, ...] = (),
-          now: float | None = None) -> list[Entry]:
+          now: float | None = None,
+          reader: Callable[[Path], Entry | None] = read_entry,
+          lock_suffix: str = ".lock") -> list[Entry]:
     """Remove entries unused for longer than ``max_age`` seconds, then
     the least recently used until the rest fit in ``max_bytes``; entries
-    in use (locked) and ``keep`` stay; leftovers of killed stores go.
-    Returns what was removed."""
+    in use (``.locks/<key><lock_suffix>`` held) and ``keep`` stay;
+    leftovers of killed stores go.  Returns what was removed."""
     now = time.time() if now is None else now
     removed = []
-    known = entries(root)
+    known = entries(root, reader)
     total = sum(e.size for e in known)
     for entry in reversed(known):       # least recently used first
         old = max_age is not None and now - entry.used > max_age
         big = max_bytes is not None and total > max_bytes
         if entry.key in keep or not (old or big):
             continue
-        with _lock(root, entry.key, fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
+        with _lock(root, entry.key, fcntl.LOCK_EX | fcntl.LOCK_NB,
+                   lock_suffix) as got:
             if not got:
                 continue
             discard(root, entry.key)

@@ -261,18 +261,14 @@ def plausible(root: Path, key: str) -> buildcache.Entry | None:
 def usable(root: Path, key: str) -> buildcache.Entry | None:
     """The entry ``key`` if its tarball matches what was recorded at
     store time (size and sha256); None otherwise."""
-    entry = buildcache.read_entry(root / key)
+    entry = plausible(root, key)
     if entry is None:
         return None
-    info = entry.files.get(TARBALL, {})
-    tarball = entry.path / TARBALL
     try:
-        if tarball.is_symlink() or tarball.stat().st_size != info.get(
-                "size") or outputs.sha256_of(tarball) != info.get("sha256"):
-            return None
+        digest = outputs.sha256_of(entry.path / TARBALL)
     except OSError:
         return None
-    return entry
+    return entry if digest == entry.files[TARBALL].get("sha256") else None
 
 
 def store(root: Path, tmp: Path, plan: plan_mod.BuildPlan,

@@ -13,14 +13,10 @@ entries in use left alone.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import shutil
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from tripleo_elements import buildcache, downloads
+from tripleo_elements import buildcache
 
 NAME = "os-collect-config wheels"
 
@@ -58,15 +54,7 @@ def _read(path: Path) -> buildcache.Entry | None:
 
 def entries(root: Path) -> list[buildcache.Entry]:
     """Every complete entry, most recently fetched first."""
-    found = []
-    if root.is_dir():
-        for path in root.iterdir():
-            if path.name.startswith(".") or not path.is_dir():
-                continue
-            entry = _read(path)
-            if entry is not None:
-                found.append(entry)
-    return sorted(found, key=lambda e: (-e.used, e.key))
+    return buildcache.entries(root, _read)
 
 
 def prune(root: Path, *, max_bytes: int | None = None,
@@ -74,31 +62,7 @@ def prune(root: Path, *, max_bytes: int | None = None,
           now: float | None = None) -> list[buildcache.Entry]:
     """Remove entries fetched longer than ``max_age`` seconds ago, then
     the oldest until the rest fit in ``max_bytes``; an entry a build
-    holds stays, and so do downloads younger than an hour.  Returns what
-    was removed."""
-    now = time.time() if now is None else now
-    removed = []
-    known = entries(root)
-    total = sum(e.size for e in known)
-    for entry in reversed(known):       # oldest first
-        old = max_age is not None and now - entry.used > max_age
-        big = max_bytes is not None and total > max_bytes
-        if not (old or big):
-            continue
-        with downloads.lock_file(root / ".locks" / entry.key,
-                                 fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
-            if not got:
-                continue
-            trash = root / f".trash-{entry.key}-{os.getpid()}"
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(entry.path, trash)
-                shutil.rmtree(trash, ignore_errors=True)
-        removed.append(entry)
-        total -= entry.size
-    if root.is_dir():
-        for left in root.iterdir():
-            if left.name.startswith((".tmp-", ".trash-")):
-                with contextlib.suppress(OSError):
-                    if now - left.stat().st_mtime > 3600:
-                        shutil.rmtree(left, ignore_errors=True)
-    return removed
+    holds (``.locks/<key>``, the hook's flock) stays, and so do downloads
+    younger than an hour.  Returns what was removed."""
+    return buildcache.prune(root, max_bytes=max_bytes, max_age=max_age,
+                            now=now, reader=_read, lock_suffix="")
