@@ -17,6 +17,9 @@ SCRIPT = ELEMENT / "post-install.d/60-fast-boot"
 ENV_FILE = ELEMENT / "environment.d/05-fast-boot.bash"
 PACKAGES = ELEMENT / "package-installs.yaml"
 STARTUP_WEIGHT_DROPIN = "fast-boot-startup-weight.conf"
+LATE_KEYS = ELEMENT / "fast-boot-files/late-ssh-host-keys"
+LATE_KEYS_UNIT = "fast-boot-ssh-host-keys.service"
+GENKEYTYPES_CFG = "01_fast_boot_ssh_genkeytypes.cfg"
 CLOUD_INIT_CONDITION = ("ConditionPathExists=!/run/systemd/generator.early/"
                         "multi-user.target.wants/cloud-init.target")
 
@@ -89,9 +92,14 @@ class ScriptTest(testtools.TestCase):
         # The sandbox shows the scratch root as /.
         self.env = {"DIB_FAST_BOOT_MODPROBE_FILE": "/modprobe.conf",
                     "DIB_FAST_BOOT_UNIT_DIR": "/units",
-                    "DIB_FAST_BOOT_UNIT_PATH": "/lib-units /etc-units"}
-        for name in ("lib-units", "etc-units"):
+                    "DIB_FAST_BOOT_UNIT_PATH": "/lib-units /etc-units",
+                    "DIB_FAST_BOOT_CLOUD_DIR": "/cloud",
+                    "DIB_FAST_BOOT_LIBEXEC_DIR": "/libexec/fast-boot",
+                    "DIB_FAST_BOOT_FILES": str(ELEMENT / "fast-boot-files")}
+        for name in ("lib-units", "etc-units", "cloud"):
             (self.root / name).mkdir()
+        # cloud-init is installed (its package's configuration).
+        (self.root / "cloud/cloud.cfg").write_text("users: [default]\n")
 
     def run_it(self, present: tuple[str, ...] = ("e2scrub_reap.service",),
                **env: str):
@@ -111,8 +119,23 @@ class ScriptTest(testtools.TestCase):
         lines = (self.root / "modprobe.conf").read_text().splitlines()
         self.assertEqual(["blacklist floppy"],
                          [x for x in lines if not x.startswith("#")])
-        self.assertEqual([("systemctl", "disable", "e2scrub_reap.service")],
+        self.assertEqual([("systemctl", "disable", "e2scrub_reap.service"),
+                          ("systemctl", "enable", LATE_KEYS_UNIT)],
                          result.calls_of("systemctl"))
+        self.assertEqual({"ssh_genkeytypes": ["ecdsa", "ed25519"]},
+                         yaml.safe_load(
+                             (self.root / "cloud/cloud.cfg.d" /
+                              GENKEYTYPES_CFG).read_text()))
+        unit = (self.root / "units" / LATE_KEYS_UNIT).read_text()
+        self.assertIn("\nExecStart=/libexec/fast-boot/late-ssh-host-keys "
+                      "rsa\n", unit)
+        for line in ("After=cloud-init.service ssh-keygen.service",
+                     "Before=ssh.service cloud-final.service",
+                     "WantedBy=multi-user.target"):
+            self.assertIn(f"\n{line}\n", unit)
+        helper = self.root / "libexec/fast-boot/late-ssh-host-keys"
+        self.assertEqual(LATE_KEYS.read_bytes(), helper.read_bytes())
+        self.assertEqual(0o755, helper.stat().st_mode & 0o7777)
         dropin = (self.root / "units/ssh-keygen.service.d/"
                   "fast-boot-cloud-init.conf").read_text()
         self.assertEqual(["[Unit]", CLOUD_INIT_CONDITION],
@@ -126,14 +149,43 @@ class ScriptTest(testtools.TestCase):
     def test_missing_unit_is_skipped(self) -> None:
         result = self.run_it(present=())
         self.assertEqual(0, result.returncode, result.stderr)
-        self.assertEqual([], result.calls_of("systemctl"))
+        self.assertEqual([("systemctl", "enable", LATE_KEYS_UNIT)],
+                         result.calls_of("systemctl"))
 
     def test_nothing_to_blacklist(self) -> None:
         result = self.run_it(DIB_FAST_BOOT_BLACKLIST_MODULES="",
-                             DIB_FAST_BOOT_DISABLE_UNITS="")
+                             DIB_FAST_BOOT_DISABLE_UNITS="",
+                             DIB_FAST_BOOT_LATE_SSH_HOST_KEY_TYPES="")
         self.assertEqual(0, result.returncode, result.stderr)
         self.assertFalse((self.root / "modprobe.conf").exists())
         self.assertEqual([], result.calls_of("systemctl"))
+        self.assertFalse((self.root / "cloud/cloud.cfg.d").exists())
+        self.assertFalse((self.root / "units" / LATE_KEYS_UNIT).exists())
+
+    def test_without_cloud_init_no_late_keys(self) -> None:
+        (self.root / "cloud/cloud.cfg").unlink()
+        result = self.run_it(present=())
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertEqual([], result.calls_of("systemctl"))
+        self.assertFalse((self.root / "units" / LATE_KEYS_UNIT).exists())
+        self.assertFalse((self.root / "libexec").exists())
+
+    def test_other_late_key_types(self) -> None:
+        result = self.run_it(
+            DIB_FAST_BOOT_LATE_SSH_HOST_KEY_TYPES="rsa ecdsa")
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertEqual({"ssh_genkeytypes": ["ed25519"]}, yaml.safe_load(
+            (self.root / "cloud/cloud.cfg.d" / GENKEYTYPES_CFG).read_text()))
+        self.assertIn("late-ssh-host-keys rsa ecdsa\n",
+                      (self.root / "units" / LATE_KEYS_UNIT).read_text())
+
+    def test_bad_late_key_type_is_refused(self) -> None:
+        for bad in ("dsa", "rsa $(touch /canary)"):
+            result = self.run_it(DIB_FAST_BOOT_LATE_SSH_HOST_KEY_TYPES=bad)
+            self.assertEqual(1, result.returncode, bad)
+            self.assertIn("is not rsa, ecdsa or ed25519", result.stderr)
+            self.assertFalse((self.root / "canary").exists())
+            self.assertFalse((self.root / "units" / LATE_KEYS_UNIT).exists())
 
     def test_bad_module_name_is_refused(self) -> None:
         canary = self.root / "canary"
@@ -168,3 +220,80 @@ class ScriptTest(testtools.TestCase):
         weight = (self.root / "units/x.service.d" /
                   STARTUP_WEIGHT_DROPIN).read_text()
         self.assertIn("StartupCPUWeight=50\n", weight)
+
+
+class LateHostKeysTest(testtools.TestCase):
+    """The unit's program, run for real (ssh-keygen included) on scratch
+    copies of /etc/ssh, /etc/cloud and cloud-init's instance directory."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.root = Path(self.useFixture(fixtures.TempDir()).path)
+        for name in ("ssh", "cloud/cloud.cfg.d", "instance"):
+            (self.root / name).mkdir(parents=True)
+        (self.root / "cloud/cloud.cfg").write_text(
+            "ssh_genkeytypes:  ['rsa', 'ecdsa', 'ed25519']\n")
+        (self.root / "cloud/cloud.cfg.d" / GENKEYTYPES_CFG).write_text(
+            "ssh_genkeytypes: [ecdsa, ed25519]\n")
+
+    def run_it(self, *types: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(LATE_KEYS), *types,
+             "--ssh-dir", str(self.root / "ssh"),
+             "--cloud-dir", str(self.root / "cloud"),
+             "--instance-dir", str(self.root / "instance"),
+             "--run-config", str(self.root / "run-cloud.cfg")],
+            capture_output=True, text=True, timeout=120)
+
+    def test_generates_the_missing_key(self) -> None:
+        ed25519 = self.root / "ssh/ssh_host_ed25519_key"
+        ed25519.write_text("cloud-init's key\n")
+        result = self.run_it("rsa", "ed25519")
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertEqual("late-ssh-host-keys: generated the rsa host key\n",
+                         result.stdout)
+        key = self.root / "ssh/ssh_host_rsa_key"
+        self.assertEqual(0o600, key.stat().st_mode & 0o777)
+        self.assertEqual(0o644, (self.root / "ssh/ssh_host_rsa_key.pub"
+                                 ).stat().st_mode & 0o777)
+        public = subprocess.run(["ssh-keygen", "-y", "-f", str(key)],
+                                capture_output=True, text=True, check=True)
+        self.assertEqual(
+            public.stdout.split()[:2],
+            (self.root / "ssh/ssh_host_rsa_key.pub").read_text().split()[:2])
+        self.assertEqual("cloud-init's key\n", ed25519.read_text())
+        self.assertEqual(["ssh_host_ed25519_key", "ssh_host_rsa_key",
+                          "ssh_host_rsa_key.pub"],
+                         sorted(p.name for p in (self.root / "ssh").iterdir()))
+        again = self.run_it("rsa")
+        self.assertEqual(("", 0), (again.stdout, again.returncode))
+
+    def test_a_later_choice_of_types_wins(self) -> None:
+        for where in ("cloud/cloud.cfg.d/50_mine.cfg",
+                      "instance/vendor-cloud-config.txt",
+                      "instance/cloud-config.txt"):
+            with self.subTest(where=where):
+                chosen = self.root / where
+                chosen.write_text("#cloud-config\nssh_genkeytypes: [ed25519]"
+                                  "\n")
+                result = self.run_it("rsa")
+                chosen.unlink()
+                self.assertEqual(0, result.returncode, result.stderr)
+                self.assertIn(f"ssh_genkeytypes is set by {chosen}",
+                              result.stdout)
+                self.assertEqual([], list((self.root / "ssh").iterdir()))
+
+    def test_unparsable_or_unrelated_user_data_is_ignored(self) -> None:
+        (self.root / "instance/cloud-config.txt").write_text(
+            "#cloud-config\nssh_genkeytypes: [\n")
+        (self.root / "instance/vendor-cloud-config.txt").write_text(
+            "#cloud-config\nhostname: x\n")
+        result = self.run_it("rsa")
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertTrue((self.root / "ssh/ssh_host_rsa_key").exists())
+
+    def test_unknown_type_is_refused(self) -> None:
+        result = self.run_it("dsa")
+        self.assertEqual(2, result.returncode)
+        self.assertIn("unknown key type 'dsa'", result.stderr)
+        self.assertEqual([], list((self.root / "ssh").iterdir()))

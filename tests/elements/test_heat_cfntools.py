@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import fixtures
@@ -10,6 +11,8 @@ import testtools
 from tripleo_elements.testing.elements import element_path
 from tripleo_elements.testing.scripts import run_script
 
+ENV_FILE = (element_path("heat-cfntools")
+            / "environment.d/10-heat-cfntools.bash")
 EXPECTED = 'ENV{DM_SUSPENDED}=="1", ENV{DM_UDEV_DISABLE_OTHER_RULES_FLAG}="1"'
 RULE = f"""# a shortened device-mapper rule for the test
 SUBSYSTEM!="block", GOTO="dm_end"
@@ -159,3 +162,20 @@ class LvmUdevFixTest(testtools.TestCase):
         result = run_script(self.script, self.root, env=self.env)
         self.assertEqual(1, result.returncode)
         self.assertIn("is lvm2 installed", result.stderr)
+
+
+class EnvironmentTest(testtools.TestCase):
+    """heat-cfntools' environment.d, sourced as diskimage-builder does."""
+
+    def sourced(self, **env: str) -> str:
+        script = (f"set -eu; source {ENV_FILE}; "
+                  "printf '%s' \"${DIB_CLOUD_INIT_ETC_HOSTS-unset}\"")
+        return subprocess.run(
+            ["bash", "-c", script], env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True, text=True, check=True).stdout
+
+    def test_etc_hosts_managed_for_the_host_name(self) -> None:
+        # Read by diskimage-builder's base element (manage_etc_hosts).
+        self.assertEqual("localhost", self.sourced())
+        self.assertEqual("true", self.sourced(DIB_CLOUD_INIT_ETC_HOSTS="true"))
+        self.assertEqual("", self.sourced(DIB_CLOUD_INIT_ETC_HOSTS=""))

@@ -283,7 +283,8 @@ class TestHeatImageBoot(HeatTestCase):
                 check=False).stdout))
         ident = ssh.run("id").stdout
         self.assertIn("(stack)", ident.split()[0])
-        ssh.run("sudo -n true")
+        sudo = ssh.run("sudo -n true")
+        self.check_host_name_and_keys(stack, ssh, sudo.stderr)
         rendered = ssh.run("sudo -n cat /var/lib/stackuser/authorized_keys"
                            ).stdout
         self.assertIn(stack.deploy_key.public, rendered)
@@ -317,6 +318,41 @@ class TestHeatImageBoot(HeatTestCase):
         mounted, unmounted = heatstack.lvextend_rounds(out.stdout)
         self.assertEqual((4, 0), (mounted, unmounted), out.stdout)
         self.detail_json("timings", timings)
+
+    def check_host_name_and_keys(self, stack: heatstack.HeatGuest,
+                                 ssh: guest.Ssh, sudo_stderr: str) -> None:
+        """The host name resolves locally (heat-cfntools' default
+        DIB_CLOUD_INIT_ETC_HOSTS), and every SSH host key type is there:
+        ECDSA and Ed25519 from cloud-init's init stage, RSA from fast-boot's
+        unit after it; sshd serves the RSA key and cloud-init's final stage
+        printed all three fingerprints on the console."""
+        self.assertNotIn("unable to resolve host", sudo_stderr)
+        hosts = ssh.run('getent hosts "$(hostname)"').stdout
+        self.assertTrue(hosts.startswith("127.0.1.1 "), hosts)
+        ssh.run("timeout 600 sh -c 'until systemctl is-active -q "
+                "cloud-final.service; do sleep 2; done'", timeout=660)
+        keys = ssh.run(
+            "sudo -n sh -c 'for t in rsa ecdsa ed25519; do "
+            "stat -c \"%n %a %U\" /etc/ssh/ssh_host_${t}_key; done; "
+            "cut -d\" \" -f2 /etc/ssh/ssh_host_rsa_key.pub; "
+            "journalctl -b -o cat -u fast-boot-ssh-host-keys.service; "
+            "systemctl is-active fast-boot-ssh-host-keys.service'").stdout
+        served = ssh.run("ssh-keyscan -t rsa 127.0.0.1 2>/dev/null").stdout
+        console = (stack.vm.console_text() if stack.vm is not None else "")
+        fingerprints = console.split(
+            "-----BEGIN SSH HOST KEY FINGERPRINTS-----")[-1].split(
+            "-----END SSH HOST KEY FINGERPRINTS-----")[0]
+        self.detail_json("host-keys", {"guest": keys, "keyscan": served,
+                                       "fingerprints": fingerprints})
+        lines = keys.splitlines()
+        self.assertEqual([f"/etc/ssh/ssh_host_{t}_key 600 root"
+                          for t in ("rsa", "ecdsa", "ed25519")], lines[:3])
+        self.assertIn("late-ssh-host-keys: generated the rsa host key",
+                      lines)
+        self.assertEqual("active", lines[-1])
+        self.assertIn(lines[3], served.split())
+        for kind in ("RSA", "ECDSA", "ED25519"):
+            self.assertIn(f"({kind})", fingerprints)
 
     def check_groups(self, stack: heatstack.HeatGuest,
                      cloud: OpenStackStandIn, groups: dict[str, str],

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import testtools
 
+from tests.unit.test_check import CheckTestCase
 from tests.unit.test_plan import SOURCES, TREE
 from tests.unit.trees import make_tree
-from tripleo_elements import build, options, speedups
+from tripleo_elements import build, options, speedups, stagecache
 from tripleo_elements import plan as plan_mod
 from tripleo_elements.discovery import discover
 
@@ -298,3 +299,17 @@ class BuildGetsTheElementTest(testtools.TestCase):
             argv, element = self.build(env, extra)
             self.assertNotIn(speedups.INITRAMFS_ELEMENT, argv)
             self.assertFalse(element.exists())
+
+
+class GeneratedElementsCheckTest(CheckTestCase):
+    """The elements build-image writes into a build follow the rules
+    ``check --strict`` holds ``elements/`` to (set -eu, pipefail,
+    DIB_DEBUG_TRACE, a README, sudo confined to the image)."""
+
+    def test_generated_elements_have_no_findings(self) -> None:
+        speedups.write_initramfs_element(self.root)
+        stagecache.write_element(self.root)
+        self.assertEqual(
+            ["tie-initramfs-once", "tie-stage"],
+            sorted(p.name for p in self.root.iterdir()))
+        self.assertEqual([], [f.format() for f in self.run_check()])
