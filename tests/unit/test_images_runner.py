@@ -5,12 +5,14 @@ validator) and the ``publish:`` list."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import fixtures
@@ -224,9 +226,40 @@ sys.exit(cli.main(["build", "-f", {str(file)!r}, "--parallel", "2"]))
         same_group = subprocess.Popen(["sleep", "60"])
         self.addCleanup(same_group.wait)
         self.addCleanup(same_group.kill)
+        self.assertEqual([], runner.stop_children(skip={leader.pid}))
+        self.assertIsNone(leader.poll())
         self.assertEqual([leader.pid], runner.stop_children())
         self.assertEqual(-15, leader.wait(timeout=10))
         self.assertIsNone(same_group.poll())
+
+    def test_stop_reaches_a_build_started_later_with_one_sigterm(self) -> None:
+        # After Ctrl-C, a job that was between two steps starts its
+        # disk-image-create late: it is stopped too, and every child gets
+        # SIGTERM once (a second one could cut its cleanup short).
+        import argparse
+        import subprocess
+        import time
+        terms = self.tmp / "terms"
+        script = (f"trap 'echo TERM >> {terms}' TERM; "
+                  "for i in $(seq 30); do sleep 0.1; done")
+
+        def job() -> int:
+            time.sleep(0.6)
+            child = subprocess.Popen(["bash", "-c", script],
+                                     start_new_session=True)
+            return child.wait()
+
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.addCleanup(pool.shutdown)
+        future = pool.submit(job)
+        failed = threading.Event()
+        args = argparse.Namespace(keep_going=True)
+        runner._stop({future: "one"}, failed, args)
+        self.assertTrue(future.done())
+        self.assertEqual(0, future.result())
+        self.assertEqual(["TERM"], terms.read_text().split())
+        self.assertTrue(failed.is_set())
+        self.assertFalse(args.keep_going)
 
     def test_table(self) -> None:
         text = runner.table([runner.Outcome("a", "ok", 3.2, 2**20, "/x"),

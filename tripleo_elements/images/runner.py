@@ -117,13 +117,14 @@ def _check(items: Sequence[project.Prepared], plans: Sequence[BuildPlan],
         build.check_writable(plan)
 
 
-def stop_children(sig: int = signal.SIGTERM) -> list[int]:
+def stop_children(sig: int = signal.SIGTERM,
+                  skip: frozenset[int] | set[int] = frozenset()) -> list[int]:
     """Send ``sig`` to the process group of each child of this process
-    that leads its own group (the builds' disk-image-create); returns
-    their pids."""
+    that leads its own group (the builds' disk-image-create), but those
+    in ``skip``; returns their pids."""
     me, stopped = os.getpid(), []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) in skip:
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
@@ -136,6 +137,25 @@ def stop_children(sig: int = signal.SIGTERM) -> list[int]:
                 os.killpg(int(entry), sig)
                 stopped.append(int(entry))
     return sorted(stopped)
+
+
+def _stop(futures: dict[concurrent.futures.Future[Outcome], str],
+          failed: threading.Event, args: argparse.Namespace) -> None:
+    """After Ctrl-C: start no other build, and stop the running ones the
+    way a lone build is stopped (their disk-image-create gets SIGTERM and
+    cleans up) until every job has returned.  A job that was between two
+    steps (waiting for a lock, starting disk-image-create) is stopped as
+    soon as its disk-image-create runs."""
+    args.keep_going = False
+    failed.set()
+    for future in futures:
+        future.cancel()
+    # Each disk-image-create gets one SIGTERM: a second one could cut its
+    # cleanup (unmounting, removing its work directory) short.
+    stopped: set[int] = set()
+    while not all(f.done() for f in futures):
+        stopped.update(stop_children(skip=stopped))
+        concurrent.futures.wait(futures, timeout=0.5)
 
 
 def table(outcomes: Sequence[Outcome]) -> str:
@@ -192,26 +212,35 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     else:
         pool = concurrent.futures.ThreadPoolExecutor(args.parallel)
         futures: dict[concurrent.futures.Future[Outcome], str] = {}
+        # Ctrl-C only sets a flag: a KeyboardInterrupt raised inside
+        # concurrent.futures' own locking could leave a lock held and the
+        # pool waiting for ever.  The main thread polls the flag.
+        interrupted = threading.Event()
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = (signal.signal(signal.SIGINT,
+                                  lambda *_: interrupted.set())
+                    if in_main else None)
         try:
             futures = {pool.submit(job, p, plan): p.image.name
                        for p, plan in zip(items, plans)}
-            for future in concurrent.futures.as_completed(futures):
-                outcomes[futures[future]] = future.result()
-        except KeyboardInterrupt:
-            # Only the main thread sees Ctrl-C: stop the running builds
-            # the way a lone build is stopped, let them clean up, and
-            # start no other.
-            args.keep_going = False
-            failed.set()
-            stop_children()
-            pool.shutdown(wait=True, cancel_futures=True)
-            for future, name in futures.items():
-                if future.done() and not future.cancelled():
-                    outcomes[name] = future.result()
-            out.write(table([outcomes.get(p.image.name, Outcome(
-                p.image.name, "skipped")) for p in items]))
-            raise
+            pending = set(futures)
+            while pending and not interrupted.is_set():
+                done, pending = concurrent.futures.wait(
+                    pending, timeout=0.2,
+                    return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    outcomes[futures[future]] = future.result()
+            if interrupted.is_set():
+                _stop(futures, failed, args)
+                for future, name in futures.items():
+                    if future.done() and not future.cancelled():
+                        outcomes[name] = future.result()
+                out.write(table([outcomes.get(p.image.name, Outcome(
+                    p.image.name, "skipped")) for p in items]))
+                raise KeyboardInterrupt
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             pool.shutdown(wait=True)
     ordered = [outcomes[p.image.name] for p in items]
     out.write(table(ordered))
