@@ -74,6 +74,23 @@ class EnvironmentTest(testtools.TestCase):
                          got["DIB_BOOTLOADER_DEFAULT_CMDLINE"])
 
 
+class EnvironmentCheckTest(testtools.TestCase):
+
+    def test_bad_late_key_type_refused_before_the_build(self) -> None:
+        for value, ok in (("rsa", True), ("", True), ("rsa ecdsa", True),
+                          ("dsa", False), ("rsa $(touch /canary)", False)):
+            proc = subprocess.run(
+                ["bash", "-c", f"set -eu; source {ENV_FILE}; echo sourced"],
+                env={"PATH": "/usr/bin:/bin",
+                     "DIB_FAST_BOOT_LATE_SSH_HOST_KEY_TYPES": value},
+                capture_output=True, text=True)
+            self.assertEqual(ok, proc.returncode == 0, (value, proc.stderr))
+            self.assertEqual(ok, proc.stdout == "sourced\n", value)
+            if not ok:
+                self.assertIn("is not rsa, ecdsa or ed25519", proc.stderr)
+                self.assertEqual(1, len(proc.stderr.splitlines()))
+
+
 class PackagesTest(testtools.TestCase):
 
     def test_zstd_for_the_initramfs(self) -> None:

@@ -20,3 +20,17 @@ fi
 # honours modprobe.blacklist= too, so it needs no rebuild.
 export DIB_BOOTLOADER_DEFAULT_CMDLINE=${DIB_BOOTLOADER_DEFAULT_CMDLINE:-"nofb nomodeset gfxpayload=text$_fast_boot_cmdline"}
 unset _fast_boot_cmdline _fast_boot_modules
+
+# Refused here, when disk-image-create starts, rather than after the
+# packages are installed (post-install.d checks again before writing the
+# unit file).
+for _fast_boot_type in ${DIB_FAST_BOOT_LATE_SSH_HOST_KEY_TYPES-rsa}; do
+    case "$_fast_boot_type" in
+        rsa|ecdsa|ed25519) ;;
+        *)
+            echo "ERROR: DIB_FAST_BOOT_LATE_SSH_HOST_KEY_TYPES: '$_fast_boot_type' is not rsa, ecdsa or ed25519 (fast-boot element)" >&2
+            return 1
+            ;;
+    esac
+done
+unset _fast_boot_type
